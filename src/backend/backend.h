@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/engine.h"   /* LogprobEntry */
+#include "sample/sample_batch.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "util/dtype.h"
@@ -91,9 +93,17 @@ typedef struct BackendOps {
                      const void *up /*[rows,F]*/, int rows, int F);
     /* out[r,:] = x[logits_rows[r], :] for the batch's logits rows. */
     void (*gather_rows)(Backend *b, void *out /*[R,D]*/, const void *x /*[T,D]*/, int D);
-    /* logits_host[R,V] (float32, host) = x[R,D] @ lm_head^T. Blocks until the copy is done. */
+    /* logits_host[R,V] (float32, host) = x[R,D] @ lm_head^T. Blocks until the copy is done.
+     * logits_host == NULL (only where `sample` exists): the logits stay on the device for the
+     * next `sample` call; nothing blocks. */
     void (*logits)(Backend *b, float *logits_host, const void *x /*[R,D]*/, const Tensor *lm_head,
                    int R, int D, int V);
+    /* Optional: samples every row of the logits the last `logits` call left on the device, as
+     * sample/sample_batch.h specifies (sb->num_rows == R). tokens[R] come back to the host, and
+     * lps[r] for rows with num_logprobs >= 0 (lps may be NULL when no row wants any). Blocks.
+     * Returns 0, or -1 + err. NULL: the engine samples on the host. */
+    int (*sample)(Backend *b, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps,
+                  char *err);
 
     /* Optional: called once after weights are loaded and the KV cache allocated, and at the end
      * of a step, so a backend can capture/replay graphs. NULL = nothing to do. */

@@ -17,6 +17,11 @@ typedef struct EngineRunner {
     void *ctx;
     /* One step: fills logits[b->num_logits_rows, vocab_size] (host float32). 0 or -1 + err. */
     int (*forward)(void *ctx, const BatchMeta *b, float *logits, char *err);
+    /* Optional: one step with sampling on the device: fills tokens[R] (and lps[r] for rows with
+     * num_logprobs >= 0) from sb (sample/sample_batch.h, row r = logits row r). When set, the
+     * core uses it instead of forward + the host sampler. 0 or -1 + err. */
+    int (*forward_sample)(void *ctx, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
+                          LogprobEntry *lps, char *err);
 } EngineRunner;
 
 typedef struct TextDecoder {

@@ -49,8 +49,12 @@ int model_load(Model **out, const char *dir, Backend *be, const ModelLoadOptions
 /* Bytes of KV cache per block (all layers, K and V) for this model and backend kv dtype. */
 size_t model_kv_bytes_per_block(const Model *m, int block_size);
 int model_alloc_kv(Model *m, int num_blocks, int block_size, char *err);
-/* One step. logits: host float32 [b->num_logits_rows, V]. Returns 0 or -1. */
+/* One step. logits: host float32 [b->num_logits_rows, V]; NULL keeps them on the device for
+ * model_sample() (backends with a `sample` op only). Returns 0 or -1. */
 int model_forward(Model *m, const BatchMeta *b, float *logits, char *err);
+/* Samples the rows of the last model_forward(.., NULL, ..) on the device (backend op `sample`,
+ * sample/sample_batch.h). 0, or -1 + err. */
+int model_sample(Model *m, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 void model_free(Model *m);
 
 #endif

@@ -23,6 +23,7 @@
 
 #include "model/model.h"
 #include "model/model_internal.h"
+#include "sample/sample_batch.h"
 #include "util/err.h"
 
 int model_check_batch(const Model *m, const BatchMeta *b, char *err) {
@@ -150,8 +151,10 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
         /* Last residual add + final norm (on all rows: cheap), then lm_head on the wanted rows. */
         op->rmsnorm(be, s->xn, s->x, s->tmp, &m->dev.final_norm, T, D, eps);
         op->gather_rows(be, s->rows, s->xn, D);
-        if (tp)
+        if (tp) {
+            if (!logits) return pg_err(err, "forward: device-side logits under tensor parallelism are not supported");
             tp_logits(m, logits, R);
+        }
         else
             op->logits(be, logits, s->rows, &m->dev.lm_head, R, D, c->vocab_size);
     }
@@ -159,4 +162,10 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
     /* logits gather: returns once every rank's columns are in the caller's buffer */
     if (m->comm) m->comm->ops->barrier(m->comm);
     return 0;
+}
+
+int model_sample(Model *m, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
+    if (!m->be->ops->sample) return pg_err(err, "backend %s has no device sampler", m->be->name);
+    if (m->tp) return pg_err(err, "sample: device sampling under tensor parallelism is not supported");
+    return m->be->ops->sample(m->be, sb, tokens, lps, err);
 }

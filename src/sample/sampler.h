@@ -16,16 +16,9 @@
 
 #include "engine/engine.h"   /* LogprobEntry */
 #include "sample/params.h"
+#include "sample/sample_batch.h"
 #include "util/rng.h"
 
-typedef struct SampleInput {
-    const SamplingParams *params;
-    const int32_t *prompt; int prompt_len;     /* for repetition_penalty */
-    const int32_t *output; int output_len;     /* generated so far (penalties, min_tokens) */
-    const int32_t *stop_ids; int num_stop_ids; /* EOS + stop_token_ids: masked while output_len < min_tokens */
-    const uint32_t *allow_mask;                /* [ceil(V/32)] grammar mask, or NULL */
-    Rng *rng;                                  /* the sequence's generator */
-} SampleInput;
 
 typedef struct SampleCand { float logit; int32_t id; } SampleCand;
 

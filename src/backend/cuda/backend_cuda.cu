@@ -356,7 +356,7 @@ static const BackendOps CUDA_OPS = {
     cu_alloc,     cu_free,        cu_memset0,   cu_to_device,    cu_to_host,
     cu_weight_load, cu_weight_free, cu_mem_free, cu_set_batch,   cu_embed,
     cu_rmsnorm,   cu_matmul,      cu_qk_norm_rope, cu_kv_store,  cu_attention,
-    cu_silu_mul,  cu_gather_rows, cu_logits,    cu_sync,         cu_destroy,
+    cu_silu_mul,  cu_gather_rows, cu_logits,    NULL /* sample */, cu_sync, cu_destroy,
 };
 
 static int env_int(const char *name, int dflt) {
