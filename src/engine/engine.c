@@ -6,11 +6,13 @@
 
 #include "backend/backend.h"
 #include "engine/core.h"
+#include "engine/startup.h"
 #include "model/model.h"
 #include "tok/detok.h"
 #include "tok/tokenizer.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 
 /* What the engine owns besides the core: freed by engine_free through CoreConfig.owner_free. */
 typedef struct EngineOwner {
@@ -73,6 +75,7 @@ static void add_eos(CoreConfig *c, int id) {
 }
 
 Engine *engine_new(const EngineConfig *cfg, char *err) {
+    StartupMem sm = {.t0 = time_now_s()};
     EngineOwner *o = calloc(1, sizeof *o);
     if (!o) { pg_err(err, "out of memory"); return NULL; }
     const char *dir = cfg->model_dir;
@@ -96,6 +99,9 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
 
     BackendOptions bo = {.threads = cfg->threads, .kv_dtype = cfg->kv_cache_dtype, .enforce_eager = cfg->enforce_eager};
     if (!(o->be = backend_new(cfg->device ? cfg->device : "cpu", &bo, err))) goto fail;
+    /* a device backend: its memory before the model, for --gpu-memory-utilization */
+    char mem_err[PG_ERR_LEN] = "";
+    int have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
     ModelLoadOptions mo = {.weights = {.format = cfg->load_format, .dummy_dtype = DT_BF16, .dummy_seed = cfg->seed},
                            .max_tokens = max_tokens, .max_seqs = max_seqs};
     if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
@@ -118,10 +124,10 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         num_blocks = cfg->kv_cache_memory / (long long)per_block;
         how = "--kv-cache-memory";
     } else if (strcmp(o->be->name, "cpu") != 0) {
-        long long fr = o->be->ops->mem_free ? o->be->ops->mem_free(o->be) : -1;
-        if (fr <= 0) { pg_err(err, "%s backend cannot report free memory: pass --kv-cache-memory", o->be->name); goto fail; }
-        num_blocks = (long long)((double)fr * cfg->gpu_memory_utilization) / (long long)per_block;
-        how = "--gpu-memory-utilization of free device memory";
+        if (!have_mem) { pg_err(err, "%s", mem_err); goto fail; }
+        num_blocks = startup_kv_blocks(o->model, &sm, cfg->gpu_memory_utilization, max_tokens, max_seqs, bs, err);
+        if (num_blocks < 0) goto fail;
+        how = "--gpu-memory-utilization of total device memory after a profiling forward";
     } else {
         /* CPU default: 2 GiB, or less if max_num_seqs full-length sequences need less */
         long long need_blocks = (long long)max_seqs * ((max_len + bs - 1) / bs);
@@ -140,6 +146,7 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     LOG_I("KV cache: %lld blocks of %d tokens = %lld tokens (%.1f MiB, %s); max concurrency at max_model_len %d: %.2fx",
           num_blocks, bs, num_blocks * bs, (double)num_blocks * (double)per_block / (1 << 20), how, max_len,
           (double)(num_blocks * bs) / max_len);
+    if (startup_capture_graphs(o->model, max_tokens, max_seqs, max_len, bs, err) != 0) goto fail;
 
     CoreConfig c = {
         .vocab_size = o->mcfg.vocab_size, .num_blocks = (int)num_blocks, .block_size = bs,
@@ -154,6 +161,7 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     if (o->tok) c.text = (TextDecoder){o->tok, detok_open, detok_push_cb, detok_flush_cb, detok_close};
     Engine *e = engine_new_core(&c, err);
     if (!e) goto fail;
+    LOG_I("engine ready in %.2f s (%s backend)", time_now_s() - sm.t0, o->be->name);
     return e;
 fail:
     owner_free(o);
