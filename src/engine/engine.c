@@ -36,6 +36,14 @@ static int run_forward(void *ctx, const BatchMeta *b, float *logits, char *err) 
     return model_forward((Model *)ctx, b, logits, err);
 }
 
+/* Device sampling: the logits never leave the device; only ids (and logprobs) come back. */
+static int run_forward_sample(void *ctx, const BatchMeta *b, const SampleBatch *sb, int32_t *tokens,
+                              LogprobEntry *lps, char *err) {
+    Model *m = ctx;
+    if (model_forward(m, b, NULL, err) != 0) return -1;
+    return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
+}
+
 static void *detok_open(void *ctx, int skip_special) {
     Detok *d = malloc(sizeof *d);
     if (d) detok_init(d, (const Tokenizer *)ctx, skip_special);
@@ -144,7 +152,8 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         .vocab_size = o->mcfg.vocab_size, .num_blocks = (int)num_blocks, .block_size = bs,
         .enable_prefix_caching = cfg->enable_prefix_caching, .max_num_seqs = max_seqs,
         .max_num_batched_tokens = max_tokens, .max_model_len = max_len, .seed = cfg->seed,
-        .runner = {o->model, run_forward}, .owner = o, .owner_free = owner_free, .tok = o->tok,
+        .runner = {o->model, run_forward,
+                   o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL}, .owner = o, .owner_free = owner_free, .tok = o->tok,
         .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
     };
     for (int i = 0; i < o->mcfg.num_eos; i++) add_eos(&c, o->mcfg.eos_token_ids[i]);

@@ -356,7 +356,6 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
     /* a padded graph step computes all its rows; the first R are the real ones */
     const int Rd = cuda_pad_logits_rows(c, R);
     size_t need = (size_t)Rd * V;
-    c->logits_V = V;
     if (need > c->logits_cap) {
         /* allocating synchronizes: run what was recorded so far first */
         int was = c->recording;
@@ -377,10 +376,16 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
     } else {
         cuda_oprec_run(c, &r);
     }
+    c->logits_R = R;   /* the real rows: what cu_sample reads (padded rows follow them) */
+    c->logits_V = V;
     if (!logits_host) return; /* kept on the device (the sampler, graph capture) */
     CUDA_CHECK(cudaMemcpyAsync(logits_host, c->logits_f32, (size_t)R * V * sizeof(float),
                                cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+static int cu_sample(Backend *b, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
+    return cuda_sample(cuda_ctx(b), sb, tokens, lps, err);
 }
 
 static void cu_sync(Backend *b) {
@@ -402,6 +407,11 @@ static void cu_destroy(Backend *b) {
         cuda_graph_free(c);
         cuda_gemm_free_plans(c);
         if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->d_samp_in) cudaFree(c->d_samp_in);
+        if (c->h_samp_in) cudaFreeHost(c->h_samp_in);
+        if (c->d_samp_out) cudaFree(c->d_samp_out);
+        if (c->h_samp_out) cudaFreeHost(c->h_samp_out);
+        if (c->samp_work) cudaFree(c->samp_work);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->d_meta) cudaFree(c->d_meta);
         if (c->h_meta) cudaFreeHost(c->h_meta);
@@ -420,7 +430,7 @@ static const BackendOps CUDA_OPS = {
     cu_alloc,     cu_free,        cu_memset0,   cu_to_device,    cu_to_host,
     cu_weight_load, cu_weight_free, cu_mem_free, cu_set_batch,   cu_embed,
     cu_rmsnorm,   cu_matmul,      cu_qk_norm_rope, cu_kv_store,  cu_attention,
-    cu_silu_mul,  cu_gather_rows, cu_logits,    NULL /* sample */, cu_sync, cu_destroy,
+    cu_silu_mul,  cu_gather_rows, cu_logits,    cu_sample, cu_sync, cu_destroy,
     cu_mem_total, cuda_capture_graphs,
 };
 

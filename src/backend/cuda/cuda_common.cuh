@@ -138,7 +138,12 @@ typedef struct CudaCtx {
     size_t attn_part_cap;  /* floats */
     float *logits_f32;     /* [R, V] */
     size_t logits_cap;     /* floats */
-    int logits_V;          /* V of the last logits call */
+    int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */
+    /* device sampler (sample.cu): packed rows/edits/masks in, SampleOut per row back, and the
+     * processed rows */
+    void *d_samp_in, *h_samp_in; size_t samp_in_cap;    /* bytes */
+    void *d_samp_out, *h_samp_out; size_t samp_out_cap; /* bytes */
+    float *samp_work; size_t samp_work_cap;             /* floats */
     float *rope_inv_freq;  /* [hd/2], for rope_key */
     float2 *rope_tab;      /* [T, hd/2] (cos, sin) of this step's positions, bf16-rounded */
     size_t rope_tab_cap;   /* float2 elements */
@@ -246,6 +251,8 @@ void cuda_gemv_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x,
 /* The same over GEMV v1 (4 rows per block; every segment but the last a multiple of 4 rows). */
 void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 
+/* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
+int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 /* graph.cu: runs one recorded op; flushes the log eagerly; finishes a recorded step at logits
  * (replay, capture or eager run), leaving fp32 logits in c->logits_f32. */
 void cuda_oprec_run(CudaCtx *c, const OpRec *r);
