@@ -267,6 +267,11 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *spec, char *err);
 /* Grows the metadata buffers (set_batch) to hold any step within these bounds, so that no
  * later step reallocates what captured graphs point at. */
 void cuda_meta_reserve(CudaCtx *c, int max_tokens, int max_seqs, int max_blocks_per_seq);
+/* Grow the per-step RoPE table to max_tokens rows, and the fp32 logits to `rows` rows (for the
+ * shapes of the last qk_norm_rope / logits calls), so that later steps within those bounds
+ * leave the buffers the graphs point at where they are. */
+void cuda_rope_reserve(CudaCtx *c, int max_tokens);
+void cuda_logits_reserve(CudaCtx *c, int rows);
 /* Grows the split-KV scratch to what any decode count up to max_seqs needs (for the shape of
  * the last attention call), so that no later mixed step reallocates it under the graphs. */
 void cuda_attn_reserve(CudaCtx *c, int max_seqs);
