@@ -605,6 +605,12 @@ static int forward_and_sample(Engine *e, char *err) {
     return 0;
 }
 
+static int is_eos(const Engine *e, int32_t tok) {
+    for (int i = 0; i < e->cfg.num_eos; i++)
+        if (e->cfg.eos_ids[i] == tok) return 1;
+    return 0;
+}
+
 static void postprocess(Engine *e, double now) {
     Scheduler *s = &e->sched;
     for (int i = 0; i < s->num_scheduled; i++) {
@@ -636,10 +642,9 @@ static void postprocess(Engine *e, double now) {
             if (r->params.n > 1 && q->index == 0 && !r->forked) fork_siblings(e, r, q);
         }
         check_stop(e, q, tok, now);
-        /* A grammar that has accepted its end (EOS under ignore_eos) allows no further token:
-         * the completion is over, as if EOS had stopped it. */
-        if (q->status != SEQ_FINISHED && q->grammar_matcher && q->grammar_active &&
-            grammar_matcher_is_terminated(q->grammar_matcher)) {
+        /* A grammar that has accepted EOS (only possible under ignore_eos: otherwise EOS stopped
+         * the sequence above) allows no further token: the completion is over. */
+        if (q->status != SEQ_FINISHED && q->grammar_matcher && q->grammar_active && is_eos(e, tok)) {
             q->stop_token = tok;
             finish_seq(e, q, FINISH_STOP, now);
         }

@@ -205,19 +205,13 @@ static void cu_set_batch(Backend *b, const BatchMeta *m) {
 #undef PUT
     /* work lists for attention: which sequences prefill (chunk > 1) and which decode */
     int32_t *pre = h + off, *dec = h + off + ((Sp + 3) & ~3);
-    /* PAGELLM_CUDA_DECODE_AS_PREFILL=N (experiment): with N or more decodes in the step, decodes
-     * run through the tensor-core prefill kernel (one query token each) instead of split-KV */
-    const int as_prefill = c->decode_as_prefill > 0 && Sd >= c->decode_as_prefill;
     P = Sd = 0;
     for (int s = 0; s < S; s++) {
         int qlen = m->query_start[s + 1] - m->query_start[s];
-        if (qlen == 1 && !as_prefill) dec[Sd++] = s;
-        else if (qlen >= 1) pre[P++] = s;
+        if (qlen == 1) dec[Sd++] = s;
+        else if (qlen > 1) pre[P++] = s;
     }
-    for (int s = S; s < Sp; s++) {
-        if (as_prefill) pre[P++] = s;
-        else dec[Sd++] = s;
-    }
+    for (int s = S; s < Sp; s++) dec[Sd++] = s;
     c->dev.prefill_seqs = c->d_meta + off;
     c->dev.decode_seqs = c->d_meta + off + ((Sp + 3) & ~3);
     off += 2 * (size_t)((Sp + 3) & ~3);
@@ -482,7 +476,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
-    c->decode_as_prefill = env_int("PAGELLM_CUDA_DECODE_AS_PREFILL", 0);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

@@ -119,8 +119,6 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
-    int decode_as_prefill; /* PAGELLM_CUDA_DECODE_AS_PREFILL: decodes through the prefill kernel
-                              when a step has at least this many (0 = never) */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */
