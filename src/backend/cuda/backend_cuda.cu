@@ -317,6 +317,7 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
     } else {
         cuda_oprec_run(c, &r);
     }
+    if (!logits_host) return; /* kept on the device for `sample` (or a TP gather) */
     CUDA_CHECK(cudaMemcpyAsync(logits_host, c->logits_f32, need * sizeof(float),
                                cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
@@ -332,7 +333,11 @@ static void cu_sync(Backend *b) {
 static void cu_destroy(Backend *b) {
     if (!b) return;
     CudaCtx *c = cuda_ctx(b);
+    int prev = -1;
     if (c) {
+        /* a TP engine frees every rank's backend from one thread: work on this one's GPU */
+        if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+        cudaSetDevice(c->device);
         cudaStreamSynchronize(c->stream);
         if (c->profile) cuda_profile_report(c);
         cuda_graph_free(c);
@@ -348,6 +353,7 @@ static void cu_destroy(Backend *b) {
         if (c->meta_done) cudaEventDestroy(c->meta_done);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
+        if (prev >= 0) cudaSetDevice(prev);
     }
     free(b);
 }
@@ -357,6 +363,7 @@ static const BackendOps CUDA_OPS = {
     cu_weight_load, cu_weight_free, cu_mem_free, cu_set_batch,   cu_embed,
     cu_rmsnorm,   cu_matmul,      cu_qk_norm_rope, cu_kv_store,  cu_attention,
     cu_silu_mul,  cu_gather_rows, cu_logits,    NULL /* sample */, cu_sync, cu_destroy,
+    cuda_logits_device, cuda_logits_from_shards,
 };
 
 static int env_int(const char *name, int dflt) {

@@ -79,7 +79,8 @@ typedef struct GemmPlan {
  * recording flushes the log eagerly. */
 typedef enum {
     OP_EMBED = 1, OP_RMSNORM, OP_MATMUL, OP_QKROPE, OP_KVSTORE, OP_ATTN, OP_SILU, OP_GATHER,
-    OP_LOGITS
+    OP_LOGITS,
+    OP_ALLREDUCE   /* tensor parallelism: p[0] buf, p[1] ncclComm_t, i[0] count, i[1] ncclDataType_t */
 } OpKind;
 
 typedef struct OpRec {
@@ -231,6 +232,15 @@ void cuda_graph_finish_step(CudaCtx *c);
 void cuda_graph_free(CudaCtx *c);
 void cuda_profile_report(CudaCtx *c);
 OpRec *cuda_graph_append(CudaCtx *c);
+
+/* comm_nccl.cu: runs an OP_ALLREDUCE record (ncclAllReduce in place on c->stream; eager, or
+ * into a graph being captured). comm_nccl's all_reduce_sum appends it to the log of a recorded
+ * step like any op, so decode graphs contain the collectives. */
+void cuda_comm_exec(CudaCtx *c, const OpRec *r);
+
+/* logits_shards.cu: the backend ops logits_device and logits_from_shards (backend.h). */
+const float *cuda_logits_device(Backend *b);
+void cuda_logits_from_shards(Backend *b, const float *shards, int n, int R, int Vs, int V);
 
 /* Split-KV factor for a decode batch of Sd sequences (depends on the batch size only, so that a
  * CUDA graph captured for Sd stays valid as contexts grow). */
