@@ -18,8 +18,8 @@
  * row-parallel partial outputs; the embedding is a masked lookup in the vocabulary slice
  * (other ids read the shard's zero row) + an all-reduce; the logits are a gather: each rank
  * writes its real columns into the caller's [R, V] host buffer, then a barrier; or, with
- * logits == NULL (device sampling), an all-gather of the device shards that rank 0 assembles
- * into the [R, V] logits its `sample` op reads. Without a comm none of this runs: the code path
+ * logits == NULL (device sampling), an all-gather of the device shards assembled into the
+ * [R, V] logits that rank 0's `sample` op reads. Without a comm none of this runs: the code path
  * is the single-backend one, unchanged. */
 #include <string.h>
 
@@ -106,8 +106,11 @@ static void tp_logits(Model *m, float *logits, int R) {
 }
 
 /* Logits of a rank kept on the devices (device sampling): its [R, Vs] columns stay in the
- * backend, an all-gather puts every rank's columns into s->gather [N, R, Vs] and rank 0 makes
- * them the [R, V] logits that its `sample` op reads next (logits_from_shards). */
+ * backend, an all-gather puts every rank's columns into s->gather [N, R, Vs] and each rank makes
+ * them the [R, V] logits that its `sample` op would read next (logits_from_shards); only rank 0
+ * samples (tp_forward.c). Every rank assembles, not only rank 0, so that every rank's backend
+ * grows (and re-bakes into its CUDA graphs) the same buffers at the same step: the graphs'
+ * replay decisions stay identical on all ranks. */
 static int tp_logits_device(Model *m, int R, char *err) {
     const BackendOps *op = m->be->ops;
     ModelScratch *s = m->scratch;
@@ -117,7 +120,7 @@ static int tp_logits_device(Model *m, int R, char *err) {
     op->logits(m->be, NULL, s->rows, &m->dev.lm_head, R, m->cfg.hidden_size, L->v_shard);
     if (m->comm->ops->all_gather(m->comm, s->gather, op->logits_device(m->be), (size_t)R * L->v_shard, DT_F32, err))
         return -1;
-    if (m->comm->rank == 0) op->logits_from_shards(m->be, s->gather, L->size, R, L->v_shard, m->cfg.vocab_size);
+    op->logits_from_shards(m->be, s->gather, L->size, R, L->v_shard, m->cfg.vocab_size);
     return 0;
 }
 

@@ -60,8 +60,9 @@ int tp_group_forward(TpGroup *g, const BatchMeta *b, float *logits, char *err);
  * and `logits_from_shards` (backend.h) and the rank Models made their gather buffers. */
 int tp_group_can_sample(const TpGroup *g);
 /* One step with sampling on rank 0's device (EngineRunner.forward_sample): every rank keeps its
- * logits shard on its device, an all-gather brings all shards to every rank, rank 0 assembles
- * the [R, V] logits (logits_from_shards) and samples them with its `sample` op (sb as
+ * logits shard on its device, an all-gather brings all shards to every rank, every rank
+ * assembles the [R, V] logits (logits_from_shards: the same buffers on every rank, so CUDA graph
+ * decisions stay in lock step) and rank 0 samples them with its `sample` op (sb as
  * sample/sample_batch.h; at most max_seqs rows). tokens[R] and lps as the `sample` op. */
 int tp_group_forward_sample(TpGroup *g, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
                             LogprobEntry *lps, char *err);
