@@ -53,6 +53,20 @@ for wl in 512/512 1024/128; do
     echo "bench serve $wl c=$c rc=$? ($(( $(date +%s) - T0 )) s): $(grep -E 'Output token throughput|Median TTFT' "$OUT/serve_${in}_${outl}_c$c.txt" | tr -s ' ' | tr '\n' ' ')"
   done
 done
+# Structured outputs (issue 8): 64 concurrent requests, JSON schema vs unconstrained, side by
+# side on the same server (unconstrained before and after, to bracket drift). The schema's one
+# string field only takes [a-z ], so random weights rarely close it: most requests run to
+# max_tokens and both sides decode about the same number of tokens (the JSON side without
+# --ignore-eos, since EOS is only allowed once the JSON is complete).
+SCHEMA='{"type":"object","properties":{"answer":{"type":"string","pattern":"^[a-z ]+$"}},"required":["answer"],"additionalProperties":false}'
+for run in none1 json none2; do
+  extra=(--ignore-eos); [ $run = json ] && extra=(--extra-body "{\"structured_outputs\": {\"json\": $SCHEMA}}")
+  timeout 200 $B/pagellm bench serve --base-url http://127.0.0.1:$PORT --model qwen3-$SHAPE \
+    --endpoint /v1/completions --dataset random --random-input-len 512 --random-output-len 256 \
+    --num-prompts 128 --max-concurrency 64 --seed 1 --no-progress "${extra[@]}" \
+    --save-result "$OUT/structured_$run.json" > "$OUT/structured_$run.txt" 2>&1
+  echo "structured $run rc=$? ($(( $(date +%s) - T0 )) s): $(grep -E 'Successful|Output token throughput|Total generated' "$OUT/structured_$run.txt" | tr -s ' ' | tr '\n' ' ')"
+done
 curl -s localhost:$PORT/metrics > "$OUT/metrics.txt"
 kill -INT $SRV; wait $SRV; echo "server exit rc=$?"
 
@@ -82,6 +96,19 @@ for p in sorted(glob.glob(os.path.join(out, "serve_*_c*.json"))):
     r.update(input_len=int(m.group(1)), output_len=int(m.group(2)), concurrency=int(m.group(3)))
     res["serve"].append(r)
 res["serve"].sort(key=lambda r: (r["input_len"], r["concurrency"]))
+st = {}
+for run in ("none1", "json", "none2"):
+    p = os.path.join(out, f"structured_{run}.json")
+    if os.path.exists(p):
+        r = json.load(open(p))
+        st[run] = {k: r.get(k) for k in ("completed", "failed", "duration", "total_output_tokens", "output_throughput")}
+        for k in ("ttft_ms", "tpot_ms", "itl_ms"):
+            st[run]["median_" + k] = (r.get(k) or {}).get("median")
+if st:
+    res["structured"] = st
+    if "json" in st and "none1" in st and "none2" in st and st["json"]["output_throughput"]:
+        base = (st["none1"]["output_throughput"] + st["none2"]["output_throughput"]) / 2
+        st["json_vs_unconstrained"] = st["json"]["output_throughput"] / base
 tp = os.path.join(out, "throughput.json")
 if os.path.exists(tp):
     res["throughput"] = json.load(open(tp))

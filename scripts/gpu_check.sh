@@ -59,8 +59,8 @@ NVFLAGS=(-O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -l
 CFLAGS=(-O3 -std=gnu17 -Wall -Wextra -Wno-unused-parameter -Isrc -Itests/unit -Itests/gpu
         -I/usr/local/cuda/include -DPAGELLM_HAVE_CUDA=1 '-DPAGELLM_VERSION="gpu"'
         "-DPAGELLM_SOURCE_DIR=\"$ROOT\"")
-C_SRC=(src/util/dtype.c src/util/err.c src/util/log.c src/util/threadpool.c src/backend/backend.c
-       src/backend/cpu/*.c)
+C_SRC=(src/util/dtype.c src/util/err.c src/util/log.c src/util/threadpool.c
+       src/backend/backend.c src/backend/cpu/*.c src/sample/sampler.c src/sample/sample_batch.c src/sample/params.c)
 LIBS=(-L/usr/local/cuda/lib64 -lcudart -lcublasLt -lstdc++ -lpthread -lm -ldl)
 build() {
   set -e
@@ -78,7 +78,7 @@ build() {
   for p in "${pids[@]}"; do wait $p || rc=1; done
   cat $B/*.o.log
   [ $rc -eq 0 ] || { echo "compile failed"; return 1; }
-  for t in test_cuda_ops bench_cuda_qwen3; do
+  for t in test_cuda_ops test_cuda_sampler bench_cuda_qwen3; do
     cc "${CFLAGS[@]}" -c tests/gpu/$t.c -o $B/$t.o
     cc -o $B/$t $B/$t.o "${objs[@]}" "${LIBS[@]}"
   done
@@ -94,6 +94,10 @@ PAGELLM_CUDA_SYNC_CHECK=1 timeout 300 $B/test_cuda_ops > "$OUT/test_cuda_ops.log
 TEST_RC=$?
 grep -E "FAIL|checks" "$OUT/test_cuda_ops.log" | tail -25
 echo "test_cuda_ops rc=$TEST_RC ($(( $(date +%s) - T0 )) s)"
+PAGELLM_CUDA_SYNC_CHECK=1 timeout 120 $B/test_cuda_sampler > "$OUT/test_cuda_sampler.log" 2>&1
+SAMPLER_RC=$?
+grep -vE "^  (mismatch|logprobs)" "$OUT/test_cuda_sampler.log" | tail -8
+echo "test_cuda_sampler rc=$SAMPLER_RC ($(( $(date +%s) - T0 )) s)"
 
 # ---------------------------------------------------------------- whole model (needs the full build)
 if [ $MODEL -eq 1 ]; then

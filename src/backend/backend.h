@@ -47,6 +47,20 @@ typedef struct BatchMeta {
 
 typedef struct Backend Backend;
 
+/* What a backend needs to capture decode graphs ahead of time (op capture_graphs). */
+typedef struct GraphCaptureSpec {
+    const int *sizes;        /* [num_sizes] ascending decode batch sizes (vLLM's capture sizes) */
+    int num_sizes;
+    int max_tokens;          /* the largest num_tokens any later step has (max-num-batched-tokens) */
+    int max_seqs;            /* the largest num_seqs (max-num-seqs) */
+    int max_blocks_per_seq;  /* the largest max_blocks_per_seq (max-model-len in blocks) */
+    int block_size;
+    /* One model forward of batch m with its logits left on the device (model_forward with
+     * logits NULL); 0 or -1 + err. */
+    int (*forward)(void *ctx, const BatchMeta *m, char *err);
+    void *ctx;
+} GraphCaptureSpec;
+
 typedef struct BackendOps {
     /* --- memory --- */
     void *(*alloc)(Backend *b, size_t bytes);                 /* device memory, 256-B aligned; NULL on OOM */
@@ -105,10 +119,25 @@ typedef struct BackendOps {
     int (*sample)(Backend *b, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps,
                   char *err);
 
-    /* Optional: called once after weights are loaded and the KV cache allocated, and at the end
-     * of a step, so a backend can capture/replay graphs. NULL = nothing to do. */
+    /* Optional: called at the end of a step (model_forward), so a backend can finish
+     * recorded work. NULL = nothing to do. */
     void (*sync)(Backend *b);
     void (*destroy)(Backend *b);
+
+    /* --- optional, start-up (NULL where the backend has nothing to do) --- */
+    /* Total device memory in bytes (for --gpu-memory-utilization); -1 if unknown. */
+    long long (*mem_total)(Backend *b);
+    /* CUDA graphs for decode steps, captured at start-up, after the KV cache exists: the backend
+     * runs spec->forward on dummy decode batches of every size in spec->sizes (slot -1, so
+     * nothing is stored; block 0 read at seq_len 1), once to warm up (GEMM plans, autotuning,
+     * scratch) and once under capture. Afterwards a decode-only step (every chunk one token) of
+     * T <= sizes[num_sizes-1] sequences runs as the graph of the smallest size B >= T: the
+     * backend pads the batch to B rows (padding rows store nothing and read one valid KV slot),
+     * computes logits for B rows and returns / keeps the first R = num_logits_rows of them,
+     * exactly the rows of an unpadded step. Larger or mixed steps run eagerly. Without this call
+     * (tests, benchmarks) a backend may still capture lazily per exact T. Returns the number of
+     * graphs captured, or -1 + err. Disabled (returns 0) under --enforce-eager. */
+    int (*capture_graphs)(Backend *b, const GraphCaptureSpec *spec, char *err);
 
     /* --- optional, tensor parallelism with device sampling (model/tp_forward.h); both NULL or
      * both set, and only where `sample` exists. Kept last so positional tables stay valid. ---

@@ -159,6 +159,11 @@ static char *request_body(const BenchServeOptions *o, const BenchPrompt *p, int 
     json_object_set_new(so, "include_usage", json_true());
     json_object_set_new(b, "stream_options", so);
     if (o->ignore_eos) json_object_set_new(b, "ignore_eos", json_true());
+    if (o->extra_body) {
+        json_t *x = json_loads(o->extra_body, 0, NULL);   /* validated by the CLI */
+        if (x) json_object_update(b, x);
+        json_decref(x);
+    }
     char *s = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return s;

@@ -20,6 +20,7 @@ typedef struct BenchServeOptions {
     double burstiness;           /* gamma shape; 1 = Poisson */
     int max_concurrency;         /* 0 = unlimited */
     int ignore_eos;
+    const char *extra_body;    /* JSON object merged into every request body (--extra-body), or NULL */
     uint64_t seed;
     double goodput_ttft_ms, goodput_tpot_ms, goodput_e2el_ms; /* 0 = no SLO on that metric */
     int progress;                /* progress bar on stderr */

@@ -33,6 +33,8 @@ static void serve_usage(FILE *f) {
         "  --request-rate R          requests/s, Poisson arrivals (default inf: all at once)\n"
         "  --burstiness B            gamma shape of inter-arrival times (default 1 = Poisson)\n"
         "  --ignore-eos              ask the server to ignore EOS (exact output lengths)\n"
+        "  --extra-body JSON         object merged into every request body, e.g.\n"
+        "                            '{\"response_format\": {\"type\": \"json_object\"}}'\n"
         "  --seed S                  dataset and arrival seed (default 0)\n"
         "  --goodput KEY:MS ...      SLOs, e.g. --goodput ttft:500 tpot:50 e2el:10000\n"
         "  --save-result FILE.json   write the results as JSON\n"
@@ -87,6 +89,15 @@ static int bench_serve_main(int argc, char **argv) {
         else if (!strcmp(a, "--request-rate")) { NEED_VALUE(); if (parse_double(a, v, &o.request_rate)) return 2; if (o.request_rate <= 0) { fprintf(stderr, "pagellm bench serve: --request-rate must be > 0\n"); return 2; } }
         else if (!strcmp(a, "--burstiness")) { NEED_VALUE(); if (parse_double(a, v, &o.burstiness)) return 2; if (o.burstiness <= 0) { fprintf(stderr, "pagellm bench serve: --burstiness must be > 0\n"); return 2; } }
         else if (!strcmp(a, "--ignore-eos")) o.ignore_eos = 1;
+        else if (!strcmp(a, "--extra-body")) {
+            NEED_VALUE();
+            json_error_t je;
+            json_t *x = json_loads(v, 0, &je);
+            int ok = x && json_is_object(x);
+            json_decref(x);
+            if (!ok) { fprintf(stderr, "pagellm bench serve: --extra-body must be a JSON object (%s)\n", je.text); return 2; }
+            o.extra_body = v;
+        }
         else if (!strcmp(a, "--no-progress")) o.progress = 0;
         else if (!strcmp(a, "--seed")) { int s; NEED_VALUE(); if (parse_int(a, v, 0, &s)) return 2; o.seed = ro.seed = (uint64_t)s; }
         else if (!strcmp(a, "--timeout")) { NEED_VALUE(); if (parse_double(a, v, &o.timeout_s)) return 2; }

@@ -18,6 +18,7 @@
 #include "engine/sched.h"
 #include "engine/seq.h"
 #include "sample/grammar/grammar.h"
+#include "sample/sample_batch.h"
 #include "sample/sampler.h"
 #include "tok/tokenizer.h"
 #include "util/err.h"
@@ -31,8 +32,10 @@ struct Engine {
     BlockPool pool;
     Scheduler sched;
     BatchBuilder batch;
-    Sampler sampler;
-    float *logits; size_t logits_cap;          /* [rows, V] */
+    Sampler sampler;                           /* host sampling (runner without forward_sample) */
+    SampleBatch sb;                            /* this step's rows, row r = logits row r */
+    float *logits; size_t logits_cap;          /* [rows, V] host logits (host sampling only) */
+    int32_t *tokens; LogprobEntry *lps; int tokens_cap;   /* [rows] sampled ids, logprobs */
     uint32_t *mask; int mask_words;            /* grammar mask scratch [mask_words] */
     uint64_t arrival_counter;                  /* under mu */
     int num_requests;                          /* drained and unfinished (engine thread) */
@@ -542,9 +545,68 @@ static void check_stop(Engine *e, Sequence *q, int32_t tok, double now) {
     }
 }
 
+/* One SampleRow per logits row of the step (sample/sample_batch.h), in logits-row order; the
+ * grammar masks are filled here, before the forward, and each random row takes its one draw
+ * from the sequence's Rng. Returns 0 or -1 (out of memory). */
+static int build_sample_batch(Engine *e) {
+    Scheduler *s = &e->sched;
+    sample_batch_reset(&e->sb);
+    for (int i = 0; i < s->num_scheduled; i++) {
+        Sequence *q = s->scheduled[i];
+        Request *r = q->req;
+        if (q->logits_row < 0) continue;
+        int row;
+        if (q->status != SEQ_RUNNING) {
+            row = sample_batch_add_greedy(&e->sb);
+        } else {
+            SampleInput in = {
+                .params = &r->params, .prompt = r->prompt, .prompt_len = r->prompt_len,
+                .output = seq_output(q), .output_len = seq_output_len(q),
+                .stop_ids = r->stop_ids, .num_stop_ids = r->num_stop_ids, .rng = &q->rng,
+            };
+            if (q->grammar_matcher && q->grammar_active) {
+                memset(e->mask, 0, (size_t)e->mask_words * sizeof *e->mask);
+                grammar_matcher_fill_mask(q->grammar_matcher, e->mask);
+                in.allow_mask = e->mask;
+            }
+            row = sample_batch_add(&e->sb, &in);
+        }
+        if (row != q->logits_row) return -1;
+    }
+    int R = e->sb.num_rows;
+    if (R > e->tokens_cap) {
+        int32_t *t = realloc(e->tokens, (size_t)R * sizeof *t);
+        if (t) e->tokens = t;
+        LogprobEntry *l = realloc(e->lps, (size_t)R * sizeof *l);
+        if (l) e->lps = l;
+        if (!t || !l) return -1;
+        e->tokens_cap = R;
+    }
+    return 0;
+}
+
+/* The step's forward and sampling: on the device when the runner can, else host logits and
+ * the host sampler. Fills e->tokens[R] (and e->lps for rows that want logprobs). */
+static int forward_and_sample(Engine *e, char *err) {
+    const BatchMeta *m = &e->batch.meta;
+    const int R = m->num_logits_rows, V = e->cfg.vocab_size;
+    if (e->cfg.runner.forward_sample)
+        return e->cfg.runner.forward_sample(e->cfg.runner.ctx, m, &e->sb, e->tokens, e->lps, err);
+    size_t need = (size_t)R * (size_t)V;
+    if (need > e->logits_cap) {
+        float *l = realloc(e->logits, need * sizeof *l);
+        if (!l) return pg_err(err, "engine: out of memory for logits");
+        e->logits = l;
+        e->logits_cap = need;
+    }
+    if (e->cfg.runner.forward(e->cfg.runner.ctx, m, e->logits, err) != 0) return -1;
+    for (int r = 0; r < R; r++)
+        e->tokens[r] = sampler_sample_row(&e->sampler, e->logits + (size_t)r * V, &e->sb, r, &e->lps[r]);
+    return 0;
+}
+
 static void postprocess(Engine *e, double now) {
     Scheduler *s = &e->sched;
-    const int V = e->cfg.vocab_size;
     for (int i = 0; i < s->num_scheduled; i++) {
         Sequence *q = s->scheduled[i];
         Request *r = q->req;
@@ -552,20 +614,9 @@ static void postprocess(Engine *e, double now) {
         kv_cache_full_blocks(&e->pool, &q->bt, q->tokens, q->num_computed, r->cache_salt);
         if (!q->ever_scheduled) { q->ever_scheduled = 1; q->t_scheduled = now; }
         if (q->logits_row < 0 || q->status != SEQ_RUNNING) continue;
-        SampleInput in = {
-            .params = &r->params, .prompt = r->prompt, .prompt_len = r->prompt_len,
-            .output = seq_output(q), .output_len = seq_output_len(q),
-            .stop_ids = r->stop_ids, .num_stop_ids = r->num_stop_ids, .rng = &q->rng,
-        };
-        if (q->grammar_matcher && q->grammar_active) {
-            memset(e->mask, 0, (size_t)e->mask_words * sizeof *e->mask);
-            grammar_matcher_fill_mask(q->grammar_matcher, e->mask);
-            in.allow_mask = e->mask;
-        }
-        LogprobEntry lp;
-        int32_t tok = sampler_sample(&e->sampler, e->logits + (size_t)q->logits_row * V, &in,
-                                     r->params.logprobs >= 0 ? &lp : NULL);
-        if (tok < 0 || seq_append(q, tok) != 0 || (r->params.logprobs >= 0 && push_logprob(q, &lp) != 0)) {
+        int32_t tok = e->tokens[q->logits_row];
+        const LogprobEntry *lp = &e->lps[q->logits_row];
+        if (tok < 0 || seq_append(q, tok) != 0 || (r->params.logprobs >= 0 && push_logprob(q, lp) != 0)) {
             snprintf(q->stop_reason, sizeof q->stop_reason, "%s", "");
             finish_seq(e, q, FINISH_ERROR, now);
             continue;
@@ -635,18 +686,11 @@ int engine_step(Engine *e) {
     int rc = 0;
     if (ntok > 0) {
         char err[PG_ERR_LEN] = "";
-        if (batch_build(&e->batch, e->sched.scheduled, e->sched.num_scheduled, e->cfg.block_size) != 0) {
+        if (batch_build(&e->batch, e->sched.scheduled, e->sched.num_scheduled, e->cfg.block_size) != 0 ||
+            build_sample_batch(e) != 0)
             rc = pg_err(err, "engine: out of memory building the batch");
-        } else {
-            size_t need = (size_t)e->batch.meta.num_logits_rows * (size_t)e->cfg.vocab_size;
-            if (need > e->logits_cap) {
-                float *l = realloc(e->logits, need * sizeof *l);
-                if (!l) rc = pg_err(err, "engine: out of memory for logits");
-                else { e->logits = l; e->logits_cap = need; }
-            }
-        }
         t2 = time_now_s();
-        if (rc == 0) rc = e->cfg.runner.forward(e->cfg.runner.ctx, &e->batch.meta, e->logits, err);
+        if (rc == 0) rc = forward_and_sample(e, err);
         t3 = time_now_s();
         if (rc != 0) {
             /* A failed forward leaves the KV cache in an unknown state: fail every request. */
@@ -787,7 +831,8 @@ Engine *engine_new_core(const CoreConfig *cfg, char *err) {
     batch_init(&e->batch);
     if (kv_pool_init(&e->pool, cfg->num_blocks, cfg->block_size, cfg->enable_prefix_caching, err) != 0 ||
         sched_init(&e->sched, &e->pool, cfg->max_num_seqs, cfg->max_num_batched_tokens, err) != 0 ||
-        sampler_init(&e->sampler, cfg->vocab_size, err) != 0 || !(e->mask = grammar_mask_alloc(e, err))) {
+        sampler_init(&e->sampler, cfg->vocab_size, err) != 0 || sample_batch_init(&e->sb, cfg->vocab_size, err) != 0 ||
+        !(e->mask = grammar_mask_alloc(e, err))) {
         e->cfg.owner_free = NULL;   /* the caller keeps its owner on failure */
         engine_free(e);
         return NULL;
@@ -808,7 +853,10 @@ void engine_free(Engine *e) {
     free(e->live_keys);
     free(e->live_vals);
     free(e->logits);
+    free(e->tokens);
+    free(e->lps);
     free(e->mask);
+    sample_batch_deinit(&e->sb);
     batch_deinit(&e->batch);
     sampler_deinit(&e->sampler);
     sched_deinit(&e->sched);

@@ -7,11 +7,13 @@
 #include "backend/backend.h"
 #include "engine/core.h"
 #include "engine/engine_tp.h"
+#include "engine/startup.h"
 #include "model/model.h"
 #include "tok/detok.h"
 #include "tok/tokenizer.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 
 /* What the engine owns besides the core: freed by engine_free through CoreConfig.owner_free. */
 typedef struct EngineOwner {
@@ -35,6 +37,14 @@ static void owner_free(void *p) {
 
 static int run_forward(void *ctx, const BatchMeta *b, float *logits, char *err) {
     return model_forward((Model *)ctx, b, logits, err);
+}
+
+/* Device sampling: the logits never leave the device; only ids (and logprobs) come back. */
+static int run_forward_sample(void *ctx, const BatchMeta *b, const SampleBatch *sb, int32_t *tokens,
+                              LogprobEntry *lps, char *err) {
+    Model *m = ctx;
+    if (model_forward(m, b, NULL, err) != 0) return -1;
+    return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
 }
 
 static void *detok_open(void *ctx, int skip_special) {
@@ -68,6 +78,7 @@ static void add_eos(CoreConfig *c, int id) {
 }
 
 Engine *engine_new(const EngineConfig *cfg, char *err) {
+    StartupMem sm = {.t0 = time_now_s()};
     EngineOwner *o = calloc(1, sizeof *o);
     if (!o) { pg_err(err, "out of memory"); return NULL; }
     const char *dir = cfg->model_dir;
@@ -92,11 +103,16 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     const char *device = cfg->device ? cfg->device : "cpu";
     ModelLoadOptions mo = {.weights = {.format = cfg->load_format, .dummy_dtype = DT_BF16, .dummy_seed = cfg->seed},
                            .max_tokens = max_tokens, .max_seqs = max_seqs};
+    char mem_err[PG_ERR_LEN] = "";
+    int have_mem = 0;
     if (cfg->tensor_parallel_size > 1) {
+        /* the split model (engine_tp.c): its own backends, comms and KV sizing */
         if (engine_tp_new(&o->tp, cfg, &mo, err) != 0) goto fail;
     } else {
         BackendOptions bo = {.threads = cfg->threads, .kv_dtype = cfg->kv_cache_dtype, .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
+        /* a device backend: its memory before the model, for --gpu-memory-utilization */
+        have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
         if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
     }
 
@@ -117,11 +133,17 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     } else if (cfg->kv_cache_memory > 0) {
         num_blocks = cfg->kv_cache_memory / (long long)per_block;
         how = "--kv-cache-memory";
-    } else if (strcmp(device, "cpu") != 0) {
-        long long fr = o->tp ? engine_tp_mem_free(o->tp) : o->be->ops->mem_free ? o->be->ops->mem_free(o->be) : -1;
+    } else if (o->tp && strcmp(device, "cpu") != 0) {
+        /* TP: the least free memory over the GPUs after loading (no profiling forward yet) */
+        long long fr = engine_tp_mem_free(o->tp);
         if (fr <= 0) { pg_err(err, "%s backend cannot report free memory: pass --kv-cache-memory", device); goto fail; }
         num_blocks = (long long)((double)fr * cfg->gpu_memory_utilization) / (long long)per_block;
-        how = "--gpu-memory-utilization of free device memory";
+        how = "--gpu-memory-utilization of the least free memory over the GPUs after loading";
+    } else if (strcmp(device, "cpu") != 0) {
+        if (!have_mem) { pg_err(err, "%s", mem_err); goto fail; }
+        num_blocks = startup_kv_blocks(o->model, &sm, cfg->gpu_memory_utilization, max_tokens, max_seqs, bs, err);
+        if (num_blocks < 0) goto fail;
+        how = "--gpu-memory-utilization of total device memory after a profiling forward";
     } else {
         /* CPU default: 2 GiB, or less if max_num_seqs full-length sequences need less */
         long long need_blocks = (long long)max_seqs * ((max_len + bs - 1) / bs);
@@ -141,12 +163,17 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     LOG_I("KV cache: %lld blocks of %d tokens = %lld tokens (%.1f MiB%s, %s); max concurrency at max_model_len %d: %.2fx",
           num_blocks, bs, num_blocks * bs, (double)num_blocks * (double)per_block / (1 << 20),
           o->tp ? " per rank" : "", how, max_len, (double)(num_blocks * bs) / max_len);
+    /* TP ranks capture their decode graphs lazily, per exact batch size, in lock step */
+    if (!o->tp && startup_capture_graphs(o->model, max_tokens, max_seqs, max_len, bs, err) != 0) goto fail;
 
     CoreConfig c = {
         .vocab_size = o->mcfg.vocab_size, .num_blocks = (int)num_blocks, .block_size = bs,
         .enable_prefix_caching = cfg->enable_prefix_caching, .max_num_seqs = max_seqs,
         .max_num_batched_tokens = max_tokens, .max_model_len = max_len, .seed = cfg->seed,
-        .runner = o->tp ? engine_tp_runner(o->tp) : (EngineRunner){.ctx = o->model, .forward = run_forward}, .owner = o, .owner_free = owner_free, .tok = o->tok,
+        .runner = o->tp ? engine_tp_runner(o->tp)
+                        : (EngineRunner){o->model, run_forward,
+                                         o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL},
+        .owner = o, .owner_free = owner_free, .tok = o->tok,
         .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
     };
     for (int i = 0; i < o->mcfg.num_eos; i++) add_eos(&c, o->mcfg.eos_token_ids[i]);
@@ -154,6 +181,7 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     if (o->tok) c.text = (TextDecoder){o->tok, detok_open, detok_push_cb, detok_flush_cb, detok_close};
     Engine *e = engine_new_core(&c, err);
     if (!e) goto fail;
+    LOG_I("engine ready in %.2f s (%s backend%s)", time_now_s() - sm.t0, device, o->tp ? ", tensor parallel" : "");
     return e;
 fail:
     owner_free(o);

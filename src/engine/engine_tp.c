@@ -92,7 +92,7 @@ int engine_tp_alloc_kv(EngineTp *t, int num_blocks, int block_size, char *err) {
 
 EngineRunner engine_tp_runner(EngineTp *t) {
     EngineRunner r = {.ctx = t, .forward = run_forward};
-    if (tp_group_can_sample(t->g)) r.forward_sample = run_forward_sample;
+    if (tp_group_can_sample(t->g) && !getenv("PAGELLM_HOST_SAMPLING")) r.forward_sample = run_forward_sample;
     return r;
 }
 

@@ -74,7 +74,8 @@ static void *worker_main(void *p) {
         case JOB_FORWARD_SAMPLE:
             /* logits == NULL: the shards stay on the devices and rank 0 gets all of them */
             rc = model_forward(rk->m, g->batch, NULL, err);
-            if (rc == 0 && a.r == 0) rc = rk->be->ops->sample(rk->be, g->sb, g->tokens, g->lps, err);
+            if (rc == 0 && a.r == 0 && g->batch->num_logits_rows > 0)
+                rc = rk->be->ops->sample(rk->be, g->sb, g->tokens, g->lps, err);
             break;
         /* on the rank's own thread: a CUDA rank frees on its current device */
         case JOB_FREE: model_free(rk->m); rk->m = NULL; break;

@@ -23,6 +23,10 @@ int sampler_init(Sampler *s, int vocab_size, char *err) {
         sampler_deinit(s);
         return pg_err(err, "sampler: out of memory for vocab %d", vocab_size);
     }
+    if (sample_batch_init(&s->one, vocab_size, err) != 0) {
+        sampler_deinit(s);
+        return -1;
+    }
     return 0;
 }
 
@@ -31,6 +35,7 @@ void sampler_deinit(Sampler *s) {
     free(s->probs);
     free(s->cand);
     free(s->stamp);
+    sample_batch_deinit(&s->one);
     memset(s, 0, sizeof *s);
 }
 
@@ -125,12 +130,18 @@ static void raw_logprobs(Sampler *s, const float *logits, int num_top, LogprobEn
     }
 }
 
-/* Draws from candidates sorted best first (logits already divided by the temperature; mx is
- * the largest): keeps the smallest prefix whose mass reaches top_p, then inverts the CDF at u. */
-static int32_t draw_sorted(const SampleCand *c, int n, float mx, float top_p, float u) {
-    double total = 0;
-    for (int i = 0; i < n; i++) total += exp((double)(c[i].logit - mx));
+static int cand_id_cmp(const void *a, const void *b) {
+    const SampleCand *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Candidates c[0..n) sorted best first (logits already scaled; mx the largest): keeps the
+ * smallest prefix whose mass reaches top_p, then inverts the CDF at u walking the kept ids in
+ * ascending id order (the order every device walks them). */
+static int32_t draw_sorted(SampleCand *c, int n, float mx, float top_p, float u) {
     if (top_p < 1.0f) {
+        double total = 0;
+        for (int i = 0; i < n; i++) total += exp((double)(c[i].logit - mx));
         double acc = 0, need = top_p * total;
         int m = 0;
         while (m < n) {
@@ -139,8 +150,10 @@ static int32_t draw_sorted(const SampleCand *c, int n, float mx, float top_p, fl
             if (acc >= need) break;
         }
         n = m;
-        total = acc;
     }
+    qsort(c, (size_t)n, sizeof *c, cand_id_cmp);
+    double total = 0;
+    for (int i = 0; i < n; i++) total += exp((double)(c[i].logit - mx));
     double target = u * total, acc = 0;
     int32_t tok = -1;
     for (int i = 0; i < n; i++) {
@@ -154,8 +167,7 @@ static int32_t draw_sorted(const SampleCand *c, int n, float mx, float top_p, fl
 /* Nucleus (top-p) sampling without sorting the vocabulary. Tokens are binned by how far their
  * logit is below the max (1/16 nat per bin); whole bins are taken from the top while their mass
  * stays below top_p, and only the boundary bin is sorted to find the exact cut. The kept set is
- * exactly the smallest sorted prefix reaching top_p; the draw walks the whole bins in id order,
- * then the boundary bin best first. */
+ * exactly the smallest sorted prefix reaching top_p; the draw walks it in id order. */
 #define TOPP_BINS 1024
 static inline int topp_bin(float mx, float l) {
     float d = (mx - l) * 16.0f;
@@ -181,77 +193,64 @@ static int32_t sample_top_p(Sampler *s, const float *logits, float mx, float top
     qsort(s->cand, (size_t)n, sizeof *s->cand, cand_cmp);
     int m = 0;
     double kept = acc;
-    while (m < n && (m == 0 || kept < need)) kept += pr[s->cand[m++].id];
+    uint32_t g = new_set(s);
+    while (m < n && (m == 0 || kept < need)) {
+        kept += pr[s->cand[m].id];
+        s->stamp[s->cand[m++].id] = g;
+    }
     double target = u * kept, run = 0;
     int32_t tok = -1;
     for (int i = 0; i < V; i++) {
-        if (pr[i] > 0.0f && topp_bin(mx, logits[i]) < B) {
+        if (pr[i] > 0.0f && (topp_bin(mx, logits[i]) < B || s->stamp[i] == g)) {
             run += pr[i];
             tok = i;
             if (run > target) return tok;
         }
     }
-    for (int j = 0; j < m; j++) {
-        run += pr[s->cand[j].id];
-        tok = s->cand[j].id;
-        if (run > target) return tok;
-    }
     return tok;
 }
 
-int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, LogprobEntry *lp) {
-    const SamplingParams *p = in->params;
+static void apply_edits(float *logits, const SampleRow *r, const LogitEdit *ed, int n) {
+    for (int i = 0; i < n; i++) {
+        const LogitEdit *e = &ed[i];
+        float l = logits[e->token];
+        if (e->kill) {
+            l = -INFINITY;
+        } else {
+            l += e->bias;
+            if (e->rep) l = l > 0 ? l / r->repetition_penalty : l * r->repetition_penalty;
+            l -= r->frequency_penalty * (float)e->out_count + (e->out_count > 0 ? r->presence_penalty : 0.0f);
+        }
+        logits[e->token] = l;
+    }
+}
+
+int32_t sampler_sample_row(Sampler *s, float *logits, const SampleBatch *sb, int row, LogprobEntry *lp) {
+    const SampleRow *r = &sb->rows[row];
     const int V = s->vocab_size;
-    int want_lp = lp && p->logprobs >= 0;
+    int want_lp = lp && r->num_logprobs >= 0;
     float lse = 0;
     if (want_lp) {
         memcpy(s->raw, logits, (size_t)V * sizeof *logits);
-        raw_logprobs(s, logits, p->logprobs, lp, &lse);
+        raw_logprobs(s, logits, r->num_logprobs, lp, &lse);
     }
-
-    /* min_tokens: no EOS / stop token before that many outputs */
-    if (in->output_len < p->min_tokens)
-        for (int i = 0; i < in->num_stop_ids; i++)
-            if (in->stop_ids[i] >= 0 && in->stop_ids[i] < V) logits[in->stop_ids[i]] = -INFINITY;
-    for (int i = 0; i < p->num_logit_bias; i++) logits[p->logit_bias[i].token] += p->logit_bias[i].bias;
-
-    if (p->repetition_penalty != 1.0f) {
-        uint32_t g = new_set(s);
-        float rp = p->repetition_penalty;
-        for (int pass = 0; pass < 2; pass++) {
-            const int32_t *t = pass ? in->output : in->prompt;
-            int n = pass ? in->output_len : in->prompt_len;
-            for (int i = 0; i < n; i++) {
-                int32_t id = t[i];
-                if (id < 0 || id >= V || s->stamp[id] == g) continue;
-                s->stamp[id] = g;
-                logits[id] = logits[id] > 0 ? logits[id] / rp : logits[id] * rp;
-            }
-        }
-    }
-    if (p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f) {
-        uint32_t g = new_set(s);
-        for (int i = 0; i < in->output_len; i++) {
-            int32_t id = in->output[i];
-            if (id < 0 || id >= V) continue;
-            logits[id] -= p->frequency_penalty;
-            if (s->stamp[id] != g) { s->stamp[id] = g; logits[id] -= p->presence_penalty; }
-        }
-    }
-    if (in->allow_mask)
+    apply_edits(logits, r, sb->edits + r->edit_begin, r->edit_end - r->edit_begin);
+    if (r->mask_index >= 0) {
+        const uint32_t *mask = sb->masks + (size_t)r->mask_index * sb->mask_words;
         for (int i = 0; i < V; i++)
-            if (!(in->allow_mask[i >> 5] >> (i & 31) & 1u)) logits[i] = -INFINITY;
+            if (!(mask[i >> 5] >> (i & 31) & 1u)) logits[i] = -INFINITY;
+    }
 
     int32_t tok = -1;
-    if (p->temperature < 1e-5f) {
+    if (r->temperature < 1e-5f) {
         /* two passes (max, then its first index) so that both loops vectorize */
         float best = max_f32(logits, V);
         if (best != -INFINITY) tok = find_f32(logits, V, best);
     } else {
-        float inv_t = 1.0f / p->temperature;
-        int k = p->top_k > 0 && p->top_k < V ? p->top_k : 0;
-        int use_p = p->top_p < 1.0f;
-        float u = rng_unit(in->rng);
+        float inv_t = r->inv_temperature;
+        int k = r->top_k;
+        int use_p = r->top_p < 1.0f;
+        float u = r->u;
         if (k && k <= 64) {
             /* Temperature, min_p and top_k all keep a prefix of the sorted order: select the k
              * best unscaled logits in one pass and scale only those. */
@@ -259,11 +258,9 @@ int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, Logprob
             if (n == 0) goto done;
             for (int i = 0; i < n; i++) s->cand[i].logit *= inv_t;
             float mx = s->cand[0].logit;
-            if (p->min_p > 0.0f) {
-                float cut = mx + logf(p->min_p);
-                while (n > 1 && s->cand[n - 1].logit < cut) n--;
-            }
-            tok = draw_sorted(s->cand, n, mx, p->top_p, u);
+            float cut = mx + r->log_min_p;
+            while (n > 1 && s->cand[n - 1].logit < cut) n--;
+            tok = draw_sorted(s->cand, n, mx, r->top_p, u);
             goto done;
         }
         float mx = -INFINITY;
@@ -272,8 +269,8 @@ int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, Logprob
             mx = logits[i] > mx ? logits[i] : mx;
         }
         if (mx == -INFINITY) goto done;
-        if (p->min_p > 0.0f) {   /* drop tokens with prob < min_p * max prob */
-            float cut = mx + logf(p->min_p);
+        if (r->log_min_p != -INFINITY) {   /* drop tokens with prob < min_p * max prob */
+            float cut = mx + r->log_min_p;
             for (int i = 0; i < V; i++)
                 if (logits[i] < cut) logits[i] = -INFINITY;
         }
@@ -293,21 +290,16 @@ int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, Logprob
                 if (acc > target) break;
             }
         } else if (!k) {
-            tok = sample_top_p(s, logits, mx, p->top_p, u);
+            tok = sample_top_p(s, logits, mx, r->top_p, u);
         } else {
-            /* Candidates: for top-p alone, tokens with prob >= (1 - top_p) / V suffice: the
-             * dropped ones carry < 1 - top_p mass, so the nucleus is inside the kept set. */
+            /* top_k > 64: sort every finite candidate */
             int n = 0;
-            double sum = 0;
-            for (int i = 0; i < V; i++) sum += logits[i] == -INFINITY ? 0.0 : exp((double)(logits[i] - mx));
-            float floor_logit = -INFINITY;
-            if (use_p && !k) floor_logit = mx + (float)log(sum * (1.0 - p->top_p) / V);
             for (int i = 0; i < V; i++)
-                if (logits[i] != -INFINITY && logits[i] >= floor_logit) s->cand[n++] = (SampleCand){logits[i], i};
+                if (logits[i] != -INFINITY) s->cand[n++] = (SampleCand){logits[i], i};
             qsort(s->cand, (size_t)n, sizeof *s->cand, cand_cmp);
-            if (k && n > k) n = k;
+            if (n > k) n = k;
             if (n == 0) goto done;
-            tok = draw_sorted(s->cand, n, mx, p->top_p, u);
+            tok = draw_sorted(s->cand, n, mx, r->top_p, u);
         }
     }
 done:
@@ -320,4 +312,10 @@ done:
         lp->rank = rank;
     }
     return tok;
+}
+
+int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, LogprobEntry *lp) {
+    sample_batch_reset(&s->one);
+    if (sample_batch_add(&s->one, in) < 0) return -1;
+    return sampler_sample_row(s, logits, &s->one, 0, lp);
 }

@@ -1,13 +1,10 @@
-/* sampler.h: turns one row of logits into the next token (vLLM's Sampler, on the host).
+/* sampler.h: turns one row of logits into the next token on the host (vLLM's Sampler).
  *
- * Order of operations, as in vLLM V1: raw logprobs are taken first (logprobs_mode
- * "raw_logprobs", vLLM's default: log-softmax of the model's logits before any penalty, bias,
- * mask or temperature), then min_tokens suppression of EOS/stop ids, logit_bias, repetition
- * penalty (prompt + output tokens), frequency and presence penalties (output tokens), the
- * grammar mask; then temperature 0 takes the argmax (lowest id on ties), otherwise logits are
- * divided by the temperature, filtered by min_p, top_k and top_p, and one token is drawn with
- * exactly one draw from the sequence's own Rng (so a seeded request gives the same tokens
- * whatever else is in the batch, and a preempted request continues its stream).
+ * The semantics (order of penalties, masks, filters and the draw) are those of
+ * sample/sample_batch.h, shared with the device sampler of the CUDA backend: a SampleRow says
+ * everything about a row, including the uniform draw u taken from the sequence's own Rng (so a
+ * seeded request gives the same tokens whatever else is in the batch, and a preempted request
+ * continues its stream). sampler_sample() is the one-row convenience form used by tests.
  *
  * A Sampler holds scratch buffers sized for the vocabulary; one per engine, engine thread only. */
 #ifndef PAGELLM_SAMPLE_SAMPLER_H
@@ -29,13 +26,16 @@ typedef struct Sampler {
     SampleCand *cand;       /* [V] candidates for top-k / top-p */
     uint32_t *stamp;        /* [V] generation marks for "seen" sets (penalties) */
     uint32_t stamp_gen;
+    SampleBatch one;        /* sampler_sample()'s one-row batch */
 } Sampler;
 
 int sampler_init(Sampler *s, int vocab_size, char *err);
 void sampler_deinit(Sampler *s);
 
-/* Samples one token from logits[V] (modified in place). Fills *lp when lp != NULL and
- * params->logprobs >= 0. Returns the token id, or -1 if every token was masked out. */
+/* Samples row `row` of sb from logits[V] (modified in place). Fills *lp when lp != NULL and
+ * the row's num_logprobs >= 0. Returns the token id, or -1 if every token was masked out. */
+int32_t sampler_sample_row(Sampler *s, float *logits, const SampleBatch *sb, int row, LogprobEntry *lp);
+/* The same for one SampleInput (draws u from in->rng when temperature > 0). */
 int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, LogprobEntry *lp);
 
 #endif

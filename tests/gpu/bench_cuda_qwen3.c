@@ -6,6 +6,7 @@
  * same sequence model/qwen3.c runs), so the backend can be timed on its own. Greedy argmax on
  * the host. Output: a human table on stderr and one JSON object on stdout.
  * Usage: bench_cuda_qwen3 [8b|4b|0.6b] [--decode N] [--bs-list 1,8,...] [--ctx N] [--no-graphs]
+ *                         [--op-profile]  (per-op times of one batched step, synchronized)
  * Needs a GPU; not run by CTest. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -121,12 +122,49 @@ static void net_alloc_kv(Net *n, int num_blocks, int block_size) {
     }
 }
 
+/* --op-profile: each op of one step synchronized and timed on the host (sync overhead of
+ * ~10 us per op included), summed per op kind: where a batched decode step goes. */
+static int g_prof;
+static double g_prof_ms[12];
+static const char *g_prof_names[12] = {"embed", "rmsnorm", "q/k/v gemm", "qk_norm_rope", "kv_store",
+                                       "attention", "o gemm", "gate/up gemm", "silu_mul", "down gemm",
+                                       "final+logits", "?"};
+#define OP(kind, call)                                                        \
+    do {                                                                      \
+        double t0_ = 0;                                                       \
+        if (g_prof) { op->sync(b); t0_ = time_now_s(); }                      \
+        call;                                                                 \
+        if (g_prof) { op->sync(b); g_prof_ms[kind] += (time_now_s() - t0_) * 1e3; } \
+    } while (0)
+
 /* One step on the current batch (set_batch already called): logits of the R rows to host. */
 static void net_forward(Net *n, const BatchMeta *m, float *logits) {
     Backend *b = n->b;
     const BackendOps *op = b->ops;
     const Shape *s = &n->s;
     int T = m->num_tokens, D = s->D, F = s->F;
+    if (g_prof) {
+        op->embed(b, n->x, &n->embed, D);
+        for (int l = 0; l < s->L; l++) {
+            Layer *y = &n->layers[l];
+            if (l == 0) OP(1, op->rmsnorm(b, n->h, NULL, n->x, &y->in_norm, T, D, 1e-6f));
+            else OP(1, op->rmsnorm(b, n->h, n->x, n->o, &y->in_norm, T, D, 1e-6f));
+            OP(2, op->matmul(b, n->q, n->h, &y->wq, NULL, T); op->matmul(b, n->k, n->h, &y->wk, NULL, T);
+                  op->matmul(b, n->v, n->h, &y->wv, NULL, T));
+            OP(3, op->qk_norm_rope(b, n->q, n->k, &y->qn, &y->kn, s->Hq, s->Hkv, s->hd, 1e-6f, &n->rope));
+            OP(4, op->kv_store(b, n->kc[l], n->vc[l], n->k, n->v, s->Hkv, s->hd));
+            OP(5, op->attention(b, n->att, n->q, n->kc[l], n->vc[l], s->Hq, s->Hkv, s->hd));
+            OP(6, op->matmul(b, n->o, n->att, &y->wo, NULL, T));
+            OP(1, op->rmsnorm(b, n->h, n->x, n->o, &y->post_norm, T, D, 1e-6f));
+            OP(7, op->matmul(b, n->g, n->h, &y->wg, NULL, T); op->matmul(b, n->u, n->h, &y->wu, NULL, T));
+            OP(8, op->silu_mul(b, n->m, n->g, n->u, T, F));
+            OP(9, op->matmul(b, n->o, n->m, &y->wd, NULL, T));
+        }
+        OP(10, op->rmsnorm(b, n->h, n->x, n->o, &n->final_norm, T, D, 1e-6f); op->gather_rows(b, n->last, n->h, D);
+               op->logits(b, logits, n->last, &n->lm_head, m->num_logits_rows, D, s->V));
+        op->sync(b);
+        return;
+    }
     op->embed(b, n->x, &n->embed, D);
     for (int l = 0; l < s->L; l++) {
         Layer *y = &n->layers[l];
@@ -233,7 +271,7 @@ static double gemm_TFLOPs(Backend *b) {
 int main(int argc, char **argv) {
     double t_start = time_now_s();
     const Shape *s = &SHAPES[0];
-    int decode_steps = 256, prompt = 128, prefill = 2048, ctx = 512, enforce_eager = 0;
+    int decode_steps = 256, prompt = 128, prefill = 2048, ctx = 512, enforce_eager = 0, op_profile = 0;
     int bs_list[16] = {1, 8, 32, 64, 128, 256}, nbs = 6;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "8b")) s = &SHAPES[0];
@@ -242,6 +280,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) decode_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-graphs")) enforce_eager = 1;
+        else if (!strcmp(argv[i], "--op-profile")) op_profile = 1;
         else if (!strcmp(argv[i], "--bs-list") && i + 1 < argc) {
             nbs = 0;
             for (char *p = strtok(argv[++i], ","); p && nbs < 16; p = strtok(NULL, ",")) bs_list[nbs++] = atoi(p);
@@ -357,11 +396,24 @@ int main(int argc, char **argv) {
             step_build(&st, bsz, cx, ch, bps2, block_size, NULL);
             double t1 = time_now_s();
             b->ops->set_batch(b, &st.m);
-            net_forward(&n, &st.m, logits);
+            /* logits stay on the device (the engine samples there), as in serving */
+            net_forward(&n, &st.m, b->ops->sample ? NULL : logits);
             if (r >= 0) ts[r] = time_now_s() - t1;
         }
         double ms = median(ts, 10) * 1e3;
         fprintf(stderr, "decode bs=%d ctx=%d: step %.3f ms, %.0f tok/s\n", bsz, ctx, ms, bsz / ms * 1e3);
+        if (op_profile) {
+            memset(g_prof_ms, 0, sizeof g_prof_ms);
+            g_prof = 1;
+            b->ops->set_batch(b, &st.m);
+            net_forward(&n, &st.m, b->ops->sample ? NULL : logits);
+            g_prof = 0;
+            double tot = 0;
+            for (int k = 0; k < 12; k++) tot += g_prof_ms[k];
+            fprintf(stderr, "  op profile (synchronized, eager-equivalent) total %.2f ms:", tot);
+            for (int k = 1; k < 11; k++) fprintf(stderr, " %s %.2f;", g_prof_names[k], g_prof_ms[k]);
+            fprintf(stderr, "\n");
+        }
         printf("%s{\"bs\":%d,\"ctx\":%d,\"step_ms\":%.3f,\"tok_s\":%.1f}", i ? "," : "", bsz, ctx, ms,
                bsz / ms * 1e3);
     }

@@ -58,6 +58,12 @@ static long long cu_mem_free(Backend *b) {
     return (long long)fr;
 }
 
+static long long cu_mem_total(Backend *b) {
+    size_t fr = 0, total = 0;
+    if (cudaMemGetInfo(&fr, &total) != cudaSuccess) return -1;
+    return (long long)total;
+}
+
 /* ---------------- weights ---------------- */
 
 static int cu_weight_load(Backend *b, const Tensor *host, Tensor *dev, int dummy, uint64_t seed,
@@ -119,67 +125,106 @@ int cuda_decode_splits(const CudaCtx *c, int Sd, int Hkv) {
     return want;
 }
 
+/* int32 elements of the staging buffer for a step of T tokens, S sequences, R logits rows and
+ * block-table rows of mb entries (fields rounded up to 4 elements; see cu_set_batch). */
+static size_t meta_need(int T, int S, int R, int mb) {
+    return (size_t)T * 3 + (size_t)(S + 1) + (size_t)S + (size_t)R + 2 * (size_t)S + 4 +
+           (size_t)S * (size_t)mb + 64;
+}
+
+static void meta_realloc(CudaCtx *c, size_t cap) {
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->d_meta) CUDA_CHECK(cudaFree(c->d_meta));
+    if (c->h_meta) CUDA_CHECK(cudaFreeHost(c->h_meta));
+    CUDA_CHECK(cudaMalloc(&c->d_meta, cap * sizeof(int32_t)));
+    CUDA_CHECK(cudaMallocHost(&c->h_meta, cap * sizeof(int32_t)));
+    c->meta_cap = cap;
+    c->gen++; /* graphs baked the old metadata pointers */
+}
+
+void cuda_meta_reserve(CudaCtx *c, int max_tokens, int max_seqs, int max_blocks_per_seq) {
+    size_t need = meta_need(max_tokens, max_seqs, max_tokens, max_blocks_per_seq > 0 ? max_blocks_per_seq : 1);
+    CUDA_CHECK(cudaEventSynchronize(c->meta_done));
+    if (need > c->meta_cap) meta_realloc(c, need);
+}
+
+/* Extra logits row i (>= R) of a padded step: a padding token while there are any, else 0. */
+static int32_t pad_logits_row(int T, int Tp, int R, size_t i) {
+    long long t = (long long)T + (long long)i - R;
+    return t < Tp ? (int32_t)t : 0;
+}
+
+/* Packs the step's metadata into the pinned staging buffer and uploads it with one copy.
+ * Layout: token_ids, positions, slot_mapping [T]; query_start [S+1]; seq_lens [S];
+ * logits_rows [R]; prefill_seqs, decode_seqs [S]; the block-table stride [1]; block_tables
+ * [S, mb] last, so that every pointer a decode graph bakes in depends on (T, S, R) only and
+ * the stride is read on the device.
+ *
+ * A decode-only step (every chunk one token) of T sequences that has a graph bucket B >= T
+ * (cuda_graph_bucket) is padded to B: padding token t in [T, B) is sequence t with token 0 at
+ * position 0, slot -1 (nothing stored), seq_len 1 and a block table of the first real
+ * sequence's first block (a valid block: attention reads one real slot); logits_rows gets
+ * B - R extra entries after the R real ones, so the first R logits rows are the real ones. */
 static void cu_set_batch(Backend *b, const BatchMeta *m) {
     CudaCtx *c = cuda_ctx(b);
-    int T = m->num_tokens, S = m->num_seqs, R = m->num_logits_rows;
-    int mb_in = m->max_blocks_per_seq > 0 ? m->max_blocks_per_seq : 1;
-    /* The device block table gets a power-of-two row stride, so that a decode graph (which bakes
-     * the stride into its launches) survives the engine's max_blocks_per_seq growing by one
-     * block every block_size tokens: it is recaptured only when the stride doubles. */
-    int mb = 16;
-    while (mb < mb_in) mb *= 2;
-    size_t need = (size_t)T * 3 + (size_t)(S + 1) + (size_t)S + (size_t)S * mb + (size_t)R +
-                  2 * (size_t)S + 64;
+    const int T = m->num_tokens, S = m->num_seqs, R = m->num_logits_rows;
+    const int mb = m->max_blocks_per_seq > 0 ? m->max_blocks_per_seq : 1;
+    int P = 0, Sd = 0;
+    for (int s = 0; s < S; s++) {
+        int qlen = m->query_start[s + 1] - m->query_start[s];
+        if (qlen == 1) Sd++;
+        else if (qlen > 1) P++;
+    }
+    /* decode-only steps of a graph size are recorded and replayed as CUDA graphs */
+    int B = 0;
+    if (!c->enforce_eager && P == 0 && Sd == S && S == T && T >= 1) B = cuda_graph_bucket(c, T);
+    const int Tp = B ? B : T, Sp = B ? B : S, Rp = B ? B : R;
+    size_t need = meta_need(Tp, Sp, Rp, mb);
     cuda_graph_flush(c); /* a recorded step that never reached logits */
     /* The previous step's upload must be done before the staging buffer is rewritten. */
     CUDA_CHECK(cudaEventSynchronize(c->meta_done));
-    if (need > c->meta_cap) {
-        size_t cap = need * 2;
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        if (c->d_meta) CUDA_CHECK(cudaFree(c->d_meta));
-        if (c->h_meta) CUDA_CHECK(cudaFreeHost(c->h_meta));
-        CUDA_CHECK(cudaMalloc(&c->d_meta, cap * sizeof(int32_t)));
-        CUDA_CHECK(cudaMallocHost(&c->h_meta, cap * sizeof(int32_t)));
-        c->meta_cap = cap;
-        c->gen++; /* graphs baked the old metadata pointers */
-    }
+    if (need > c->meta_cap) meta_realloc(c, need * 2);
     int32_t *h = c->h_meta;
     size_t off = 0;
-#define PUT(field, src, count)                                                   \
-    do {                                                                         \
-        size_t n_ = (size_t)(count);                                             \
-        if (n_ && (src)) memcpy(h + off, (src), n_ * sizeof(int32_t));           \
-        else if (n_) memset(h + off, 0xff, n_ * sizeof(int32_t));               \
-        c->dev.field = c->d_meta + off;                                          \
-        off += (n_ + 3) & ~(size_t)3; /* keep 16-byte alignment */              \
+    /* n real entries from src (all-ones when src is NULL), then npad - n entries of padv */
+#define PUT(field, src, n, npad, padv)                                                   \
+    do {                                                                                 \
+        size_t n_ = (size_t)(n), np_ = (size_t)(npad);                                   \
+        if (n_ && (src)) memcpy(h + off, (src), n_ * sizeof(int32_t));                   \
+        else if (n_) memset(h + off, 0xff, n_ * sizeof(int32_t));                       \
+        for (size_t i_ = n_; i_ < np_; i_++) h[off + i_] = (padv);                       \
+        c->dev.field = c->d_meta + off;                                                  \
+        off += (np_ + 3) & ~(size_t)3; /* keep 16-byte alignment */                      \
     } while (0)
-    PUT(token_ids, m->token_ids, T);
-    PUT(positions, m->positions, T);
-    PUT(slot_mapping, m->slot_mapping, T);
-    PUT(query_start, m->query_start, S + 1);
-    PUT(seq_lens, m->seq_lens, S);
-    /* block tables: rows of mb_in entries from the engine, written with stride mb */
-    c->dev.block_tables = c->d_meta + off;
-    for (int s = 0; s < S; s++) {
-        int32_t *row = h + off + (size_t)s * mb;
-        if (m->block_tables) memcpy(row, m->block_tables + (size_t)s * mb_in, (size_t)mb_in * sizeof(int32_t));
-        else memset(row, 0xff, (size_t)mb_in * sizeof(int32_t));
-        if (mb > mb_in) memset(row + mb_in, 0xff, (size_t)(mb - mb_in) * sizeof(int32_t));
-    }
-    off += ((size_t)S * mb + 3) & ~(size_t)3;
-    PUT(logits_rows, m->logits_rows, R);
+    PUT(token_ids, m->token_ids, T, Tp, 0);
+    PUT(positions, m->positions, T, Tp, 0);
+    PUT(slot_mapping, m->slot_mapping, T, Tp, -1);
+    PUT(query_start, m->query_start, S + 1, Sp + 1, (int32_t)i_);   /* padding seq i_ = token i_ */
+    PUT(seq_lens, m->seq_lens, S, Sp, 1);
+    PUT(logits_rows, m->logits_rows, R, Rp, pad_logits_row(T, Tp, R, i_));
 #undef PUT
     /* work lists for attention: which sequences prefill (chunk > 1) and which decode */
-    int P = 0, Sd = 0;
-    int32_t *pre = h + off, *dec = h + off + ((S + 3) & ~3);
+    int32_t *pre = h + off, *dec = h + off + ((Sp + 3) & ~3);
+    P = Sd = 0;
     for (int s = 0; s < S; s++) {
         int qlen = m->query_start[s + 1] - m->query_start[s];
         if (qlen == 1) dec[Sd++] = s;
         else if (qlen > 1) pre[P++] = s;
     }
+    for (int s = S; s < Sp; s++) dec[Sd++] = s;
     c->dev.prefill_seqs = c->d_meta + off;
-    c->dev.decode_seqs = c->d_meta + off + ((S + 3) & ~3);
-    off += 2 * (size_t)((S + 3) & ~3);
+    c->dev.decode_seqs = c->d_meta + off + ((Sp + 3) & ~3);
+    off += 2 * (size_t)((Sp + 3) & ~3);
+    h[off] = mb;
+    c->dev.mbps = c->d_meta + off;
+    off += 4;
+    /* block tables: Sp rows of mb entries (the engine's rows, then the padding rows) */
+    c->dev.block_tables = c->d_meta + off;
+    if (m->block_tables) memcpy(h + off, m->block_tables, (size_t)S * mb * sizeof(int32_t));
+    else memset(h + off, 0xff, (size_t)S * mb * sizeof(int32_t));
+    const int32_t pad_block = m->block_tables && S > 0 ? m->block_tables[0] : 0;
+    for (size_t i = (size_t)S * mb; i < (size_t)Sp * mb; i++) h[off + i] = pad_block;
+    off += ((size_t)Sp * mb + 3) & ~(size_t)3;
     if (off > c->meta_cap) {
         fprintf(stderr, "cuda set_batch: metadata overflow (%zu > %zu)\n", off, c->meta_cap);
         abort();
@@ -187,17 +232,18 @@ static void cu_set_batch(Backend *b, const BatchMeta *m) {
     CUDA_CHECK(cudaMemcpyAsync(c->d_meta, h, off * sizeof(int32_t), cudaMemcpyHostToDevice,
                                c->stream));
     CUDA_CHECK(cudaEventRecord(c->meta_done, c->stream));
-    c->T = T;
-    c->S = S;
-    c->R = R;
+    c->T = Tp;
+    c->S = Sp;
+    c->R = Rp;
+    c->T_real = T;
+    c->R_real = R;
     c->max_blocks_per_seq = mb;
     c->block_size = m->block_size;
     c->max_query_len = m->max_query_len;
     c->max_seq_len = m->max_seq_len;
     c->num_prefill = P;
     c->num_decode = Sd;
-    /* decode-only steps of a graph-sized batch are recorded and replayed as CUDA graphs */
-    c->recording = !c->enforce_eager && P == 0 && Sd == T && T >= 1 && T <= CUDA_GRAPH_MAX_BS;
+    c->recording = B > 0;
     c->nlog = 0;
     c->rope_tab_valid = 0;
 }
@@ -219,7 +265,7 @@ static void cu_rmsnorm(Backend *b, void *out, void *residual, const void *x, con
     OpRec r;
     memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */
     r.kind = OP_RMSNORM; r.p[0] = out; r.p[1] = residual; r.p[2] = x; r.p[3] = w->data;
-    r.i[0] = rows; r.i[1] = D; r.f = eps;
+    r.i[0] = cuda_pad_rows(c, rows); r.i[1] = D; r.f = eps;
     if (c->recording) *cuda_graph_append(c) = r;
     else cuda_oprec_run(c, &r);
 }
@@ -231,7 +277,7 @@ static void cu_matmul(Backend *b, void *out, const void *x, const Tensor *w, con
     memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */
     r.kind = OP_MATMUL; r.p[0] = out; r.p[1] = x; r.p[2] = w->data;
     r.p[3] = bias && bias->data ? bias->data : NULL;
-    r.i[0] = rows; r.i[1] = (int)w->shape[0]; r.i[2] = (int)w->shape[1];
+    r.i[0] = cuda_pad_rows(c, rows); r.i[1] = (int)w->shape[0]; r.i[2] = (int)w->shape[1];
     if (c->recording) *cuda_graph_append(c) = r;
     else cuda_oprec_run(c, &r);
 }
@@ -279,7 +325,8 @@ static void cu_silu_mul(Backend *b, void *out, const void *gate, const void *up,
     CudaCtx *c = cuda_ctx(b);
     OpRec r;
     memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */
-    r.kind = OP_SILU; r.p[0] = out; r.p[1] = gate; r.p[2] = up; r.i[0] = rows; r.i[1] = F;
+    r.kind = OP_SILU; r.p[0] = out; r.p[1] = gate; r.p[2] = up; r.i[0] = cuda_pad_rows(c, rows);
+    r.i[1] = F;
     if (c->recording) *cuda_graph_append(c) = r;
     else cuda_oprec_run(c, &r);
 }
@@ -296,7 +343,9 @@ static void cu_gather_rows(Backend *b, void *out, const void *x, int D) {
 static void cu_logits(Backend *b, float *logits_host, const void *x, const Tensor *lm_head, int R,
                       int D, int V) {
     CudaCtx *c = cuda_ctx(b);
-    size_t need = (size_t)R * V;
+    /* a padded graph step computes all its rows; the first R are the real ones */
+    const int Rd = cuda_pad_logits_rows(c, R);
+    size_t need = (size_t)Rd * V;
     if (need > c->logits_cap) {
         /* allocating synchronizes: run what was recorded so far first */
         int was = c->recording;
@@ -310,17 +359,23 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
     OpRec r;
     memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */
     r.kind = OP_LOGITS; r.p[0] = c->logits_f32; r.p[1] = x; r.p[2] = lm_head->data;
-    r.i[0] = R; r.i[1] = V; r.i[2] = D;
+    r.i[0] = Rd; r.i[1] = V; r.i[2] = D;
     if (c->recording) {
         *cuda_graph_append(c) = r;
         cuda_graph_finish_step(c);
     } else {
         cuda_oprec_run(c, &r);
     }
-    if (!logits_host) return; /* kept on the device for `sample` (or a TP gather) */
-    CUDA_CHECK(cudaMemcpyAsync(logits_host, c->logits_f32, need * sizeof(float),
+    c->logits_R = R;   /* the real rows: what cu_sample reads (padded rows follow them) */
+    c->logits_V = V;
+    if (!logits_host) return; /* kept on the device (the sampler, graph capture) */
+    CUDA_CHECK(cudaMemcpyAsync(logits_host, c->logits_f32, (size_t)R * V * sizeof(float),
                                cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+static int cu_sample(Backend *b, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
+    return cuda_sample(cuda_ctx(b), sb, tokens, lps, err);
 }
 
 static void cu_sync(Backend *b) {
@@ -340,9 +395,17 @@ static void cu_destroy(Backend *b) {
         cudaSetDevice(c->device);
         cudaStreamSynchronize(c->stream);
         if (c->profile) cuda_profile_report(c);
+        if (c->graph_captures)
+            LOG_I("cuda graphs: %d captured (%.2f s capturing), %ld replays", c->graph_captures,
+                  c->graph_capture_s, c->graph_replays);
         cuda_graph_free(c);
         cuda_gemm_free_plans(c);
         if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->d_samp_in) cudaFree(c->d_samp_in);
+        if (c->h_samp_in) cudaFreeHost(c->h_samp_in);
+        if (c->d_samp_out) cudaFree(c->d_samp_out);
+        if (c->h_samp_out) cudaFreeHost(c->h_samp_out);
+        if (c->samp_work) cudaFree(c->samp_work);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->d_meta) cudaFree(c->d_meta);
         if (c->h_meta) cudaFreeHost(c->h_meta);
@@ -362,7 +425,8 @@ static const BackendOps CUDA_OPS = {
     cu_alloc,     cu_free,        cu_memset0,   cu_to_device,    cu_to_host,
     cu_weight_load, cu_weight_free, cu_mem_free, cu_set_batch,   cu_embed,
     cu_rmsnorm,   cu_matmul,      cu_qk_norm_rope, cu_kv_store,  cu_attention,
-    cu_silu_mul,  cu_gather_rows, cu_logits,    NULL /* sample */, cu_sync, cu_destroy,
+    cu_silu_mul,  cu_gather_rows, cu_logits,    cu_sample, cu_sync, cu_destroy,
+    cu_mem_total, cuda_capture_graphs,
     cuda_logits_device, cuda_logits_from_shards,
 };
 
@@ -408,6 +472,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
+    c->decode_version = env_int("PAGELLM_CUDA_DECODE", 2);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

@@ -57,6 +57,8 @@ typedef struct DevBatch {
     int32_t *logits_rows;  /* [R] */
     int32_t *prefill_seqs; /* [P]: sequences with a chunk of more than one token */
     int32_t *decode_seqs;  /* [Sd]: sequences with a one-token chunk */
+    int32_t *mbps;         /* [1]: the block-table row stride, read by the decode kernel on the
+                              device so that a decode graph does not bake it in */
 } DevBatch;
 
 /* One GEMM shape's cuBLASLt plan (layouts + chosen algorithm) and the faster path for it. */
@@ -76,7 +78,9 @@ typedef struct GemmPlan {
  * recorded (OpRec, arguments by value) instead of launched; at logits the log is compared
  * with the one captured for this batch size: equal -> replay the graph; new -> run eagerly
  * once (plans, autotune, scratch), capture on the next equal step. Any other call while
- * recording flushes the log eagerly. */
+ * recording flushes the log eagerly. With capture sizes (capture_graphs, vLLM's buckets) the
+ * step is first padded to the smallest capture size >= T (set_batch), and the graphs exist
+ * from start-up; see graph.cu. */
 typedef enum {
     OP_EMBED = 1, OP_RMSNORM, OP_MATMUL, OP_QKROPE, OP_KVSTORE, OP_ATTN, OP_SILU, OP_GATHER,
     OP_LOGITS,
@@ -92,10 +96,11 @@ typedef struct OpRec {
     int ri[3];    /* rope: head_dim, scaling, original_max_position_embeddings */
 } OpRec;
 
-#define CUDA_GRAPH_MAX_BS 256
+#define CUDA_GRAPH_MAX_BS 512   /* largest graph batch (vLLM's largest default capture size) */
+#define CUDA_GRAPH_MAX_SIZES 64 /* capture sizes kept (vLLM's default list has at most 51) */
 
 typedef struct CudaGraph {
-    int T, S, R, mbps, block_size, num_decode, decode_splits;
+    int T, S, R, block_size, num_decode, decode_splits;
     unsigned gen;          /* CudaCtx.gen at capture: scratch buffers it baked in */
     int nops;
     OpRec *ops;
@@ -115,9 +120,12 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
+    int decode_version;    /* PAGELLM_CUDA_DECODE (default 2): decode attention kernel v1 or v2 */
 
-    /* current step (host copies of the scalars) */
+    /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
+     * counts every kernel runs on; T_real, R_real what the model asked for. */
     int T, S, R;
+    int T_real, R_real;
     int max_blocks_per_seq, block_size, max_query_len, max_seq_len;
     int num_prefill;       /* P */
     int num_decode;        /* Sd */
@@ -132,6 +140,12 @@ typedef struct CudaCtx {
     size_t attn_part_cap;  /* floats */
     float *logits_f32;     /* [R, V] */
     size_t logits_cap;     /* floats */
+    int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */
+    /* device sampler (sample.cu): packed rows/edits/masks in, SampleOut per row back, and the
+     * processed rows */
+    void *d_samp_in, *h_samp_in; size_t samp_in_cap;    /* bytes */
+    void *d_samp_out, *h_samp_out; size_t samp_out_cap; /* bytes */
+    float *samp_work; size_t samp_work_cap;             /* floats */
     float *rope_inv_freq;  /* [hd/2], for rope_key */
     float2 *rope_tab;      /* [T, hd/2] (cos, sin) of this step's positions, bf16-rounded */
     size_t rope_tab_cap;   /* float2 elements */
@@ -148,6 +162,10 @@ typedef struct CudaCtx {
     CudaGraph graphs[CUDA_GRAPH_MAX_BS + 1];
     double graph_capture_s;/* total time spent capturing + instantiating */
     int graph_captures;
+    long graph_replays;
+    int graph_sizes[CUDA_GRAPH_MAX_SIZES]; /* ascending capture sizes; none = lazy, exact T */
+    int num_graph_sizes;
+    int attn_hq, attn_hkv, attn_hd; /* shape of the last attention call (scratch reservation) */
 
     /* PAGELLM_CUDA_PROFILE=1: eager ops of steps with T >= 512 are timed one by one (events,
      * synchronizing) and summarised on stderr at destroy: where prefill time goes. */
@@ -168,6 +186,17 @@ typedef struct CudaCtx {
 } CudaCtx;
 
 static inline CudaCtx *cuda_ctx(Backend *b) { return (CudaCtx *)b->ctx; }
+
+/* An op's row count in the current step: in a padded graph step, the model's T (or R) rows
+ * become the padded T (R), so the graph of size B runs every kernel on B rows. An op added
+ * later whose size scales with the step's rows (e.g. an all-reduce of T x D) must widen the
+ * same way. Identity in every other step. */
+static inline int cuda_pad_rows(const CudaCtx *c, int rows) {
+    return rows == c->T_real ? c->T : rows;
+}
+static inline int cuda_pad_logits_rows(const CudaCtx *c, int R) {
+    return R == c->R_real ? c->R : R;
+}
 
 static inline void cuda_launch_check(CudaCtx *c, const char *file, int line) {
     cudaError_t e = cudaGetLastError();
@@ -224,12 +253,28 @@ void cuda_gemv_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x,
 /* The same over GEMV v1 (4 rows per block; every segment but the last a multiple of 4 rows). */
 void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 
+/* decode_attn.cu: decode attention v2 for head_dim 64/128 (returns 0 for other sizes: use v1). */
+int cuda_decode_v2(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc, int Hq,
+                   int Hkv, int hd, float sl2);
+/* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
+int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 /* graph.cu: runs one recorded op; flushes the log eagerly; finishes a recorded step at logits
  * (replay, capture or eager run), leaving fp32 logits in c->logits_f32. */
 void cuda_oprec_run(CudaCtx *c, const OpRec *r);
 void cuda_graph_flush(CudaCtx *c);
 void cuda_graph_finish_step(CudaCtx *c);
 void cuda_graph_free(CudaCtx *c);
+/* The padded batch size a decode-only step of T sequences runs as a graph (the smallest
+ * capture size >= T; T itself when no sizes are set), or 0: run eagerly. */
+int cuda_graph_bucket(const CudaCtx *c, int T);
+/* backend op capture_graphs (backend.h). */
+int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *spec, char *err);
+/* Grows the metadata buffers (set_batch) to hold any step within these bounds, so that no
+ * later step reallocates what captured graphs point at. */
+void cuda_meta_reserve(CudaCtx *c, int max_tokens, int max_seqs, int max_blocks_per_seq);
+/* Grows the split-KV scratch to what any decode count up to max_seqs needs (for the shape of
+ * the last attention call), so that no later mixed step reallocates it under the graphs. */
+void cuda_attn_reserve(CudaCtx *c, int max_seqs);
 void cuda_profile_report(CudaCtx *c);
 OpRec *cuda_graph_append(CudaCtx *c);
 

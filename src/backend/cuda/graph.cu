@@ -1,13 +1,22 @@
 /* graph.cu: CUDA graphs for decode steps, built from a log of the step's ops.
  *
- * A decode-only step of T <= CUDA_GRAPH_MAX_BS sequences is recorded (backend_cuda.cu appends
- * an OpRec per op) rather than launched. At logits, cuda_graph_finish_step() compares the log
- * with the one kept for batch size T: if equal and a graph exists, it is replayed; if equal and
- * none exists yet, it is captured (the step before ran eagerly, so GEMM plans, autotuning and
- * scratch buffers exist and nothing allocates or synchronizes during capture); otherwise the
- * log runs eagerly and becomes the new reference. The log holds every pointer and size a
- * kernel is launched with, and CudaCtx.gen changes when a scratch buffer moves, so a replay
- * runs exactly the launches an eager step would.
+ * A decode-only step is recorded (backend_cuda.cu appends an OpRec per op) rather than
+ * launched when it has a graph batch size B (cuda_graph_bucket): with capture sizes set by
+ * capture_graphs (vLLM's buckets: 1, 2, 4, 8, 16, 24, ..., 256, 272, ...) B is the smallest
+ * size >= T and set_batch has padded the step to B rows; without them (tests, benchmarks that
+ * drive ops directly) B = T, up to CUDA_GRAPH_MAX_BS. At logits, cuda_graph_finish_step()
+ * compares the log with the one kept for B: if equal and a graph exists, it is replayed; if
+ * equal and none exists yet, it is captured (the step before ran eagerly, so GEMM plans,
+ * autotuning and scratch buffers exist and nothing allocates or synchronizes during capture);
+ * otherwise the log runs eagerly and becomes the new reference. The log holds every pointer and
+ * size a kernel is launched with, and CudaCtx.gen changes when a scratch buffer moves, so a
+ * replay runs exactly the launches an eager step would. Nothing that varies between decode
+ * steps of one B is baked in: the step's metadata sits at offsets that depend on B only, and
+ * the block-table stride is read on the device.
+ *
+ * cuda_capture_graphs() (the backend op capture_graphs) drives that machinery at start-up:
+ * dummy decode batches of every capture size through the model's forward, a warm-up pass and
+ * a capture pass, largest first, after reserving the buffers later steps could grow.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -18,6 +27,8 @@
 #include "backend/cuda/cuda_common.cuh"
 
 extern "C" {
+#include "util/err.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 }
 
@@ -223,8 +234,7 @@ void cuda_graph_flush(CudaCtx *c) {
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
     return g->ops && g->nops == c->nlog && g->gen == c->gen && g->T == c->T && g->S == c->S &&
-           g->R == c->R && g->mbps == c->max_blocks_per_seq && g->block_size == c->block_size &&
-           g->num_decode == c->num_decode &&
+           g->R == c->R && g->block_size == c->block_size && g->num_decode == c->num_decode &&
            memcmp(g->ops, c->log, sizeof(OpRec) * (size_t)c->nlog) == 0;
 }
 
@@ -234,6 +244,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
     if (graph_matches(c, g) && g->exec) {
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
         g->replays++;
+        c->graph_replays++;
     } else if (graph_matches(c, g)) {
         double t0 = time_now_s();
         cudaGraph_t graph;
@@ -257,7 +268,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         memcpy(g->ops, c->log, sizeof(OpRec) * (size_t)c->nlog);
         g->nops = c->nlog;
         g->gen = c->gen;
-        g->T = c->T; g->S = c->S; g->R = c->R; g->mbps = c->max_blocks_per_seq;
+        g->T = c->T; g->S = c->S; g->R = c->R;
         g->block_size = c->block_size; g->num_decode = c->num_decode;
         g->decode_splits = c->decode_splits;
     }
@@ -274,4 +285,79 @@ void cuda_graph_free(CudaCtx *c) {
     free(c->log);
     c->log = NULL;
     c->nlog = c->cap_log = 0;
+}
+
+int cuda_graph_bucket(const CudaCtx *c, int T) {
+    if (c->num_graph_sizes == 0) return T <= CUDA_GRAPH_MAX_BS ? T : 0;
+    for (int i = 0; i < c->num_graph_sizes; i++)
+        if (c->graph_sizes[i] >= T) return c->graph_sizes[i];
+    return 0;
+}
+
+static int graph_ready(const CudaCtx *c, int B) {
+    return c->graphs[B].exec && c->graphs[B].gen == c->gen;
+}
+
+/* A decode batch of B dummy sequences: token 0 at position 0, nothing stored (slot -1), block
+ * 0 read at seq_len 1; every row's logits. The arrays hold at least B (+1) entries. */
+static BatchMeta dummy_decode(int B, int block_size, int32_t *zeros, int32_t *slots,
+                              int32_t *iota, int32_t *ones) {
+    BatchMeta m;
+    memset(&m, 0, sizeof m);
+    m.num_tokens = B; m.num_seqs = B;
+    m.token_ids = zeros; m.positions = zeros; m.slot_mapping = slots;
+    m.query_start = iota; m.seq_lens = ones; m.block_tables = zeros;
+    m.max_blocks_per_seq = 1; m.block_size = block_size;
+    m.max_query_len = 1; m.max_seq_len = 1;
+    m.logits_rows = iota; m.num_logits_rows = B;
+    return m;
+}
+
+int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
+    CudaCtx *c = cuda_ctx(b);
+    if (c->enforce_eager || !sp || sp->num_sizes <= 0) return 0;
+    if (!sp->forward) return pg_err(err, "cuda graphs: no forward to capture");
+    if (sp->num_sizes > CUDA_GRAPH_MAX_SIZES)
+        return pg_err(err, "cuda graphs: %d capture sizes (at most %d)", sp->num_sizes, CUDA_GRAPH_MAX_SIZES);
+    for (int i = 0; i < sp->num_sizes; i++)
+        if (sp->sizes[i] < 1 || sp->sizes[i] > CUDA_GRAPH_MAX_BS || (i && sp->sizes[i] <= sp->sizes[i - 1]))
+            return pg_err(err, "cuda graphs: capture sizes must ascend within [1, %d] (size %d at %d)",
+                          CUDA_GRAPH_MAX_BS, sp->sizes[i], i);
+    const int n = sp->num_sizes, Bmax = sp->sizes[n - 1];
+    const int max_seqs = sp->max_seqs > Bmax ? sp->max_seqs : Bmax;
+    const int max_tokens = sp->max_tokens > Bmax ? sp->max_tokens : Bmax;
+    int32_t *zeros = (int32_t *)calloc((size_t)Bmax + 1, sizeof(int32_t));
+    int32_t *slots = (int32_t *)malloc(((size_t)Bmax + 1) * sizeof(int32_t));
+    int32_t *iota = (int32_t *)malloc(((size_t)Bmax + 1) * sizeof(int32_t));
+    int32_t *ones = (int32_t *)malloc(((size_t)Bmax + 1) * sizeof(int32_t));
+    int rc = -1, captured = 0;
+    double t0 = time_now_s();
+    if (!zeros || !slots || !iota || !ones) { pg_err(err, "cuda graphs: out of host memory"); goto out; }
+    for (int i = 0; i <= Bmax; i++) { slots[i] = -1; iota[i] = i; ones[i] = 1; }
+    memcpy(c->graph_sizes, sp->sizes, sizeof(int) * (size_t)n);
+    c->num_graph_sizes = n;
+    /* Buffers the graphs point at, sized for every later step, so that none moves (gen). */
+    cuda_meta_reserve(c, max_tokens, max_seqs, sp->max_blocks_per_seq);
+    /* Warm-up, largest first (logits and rope scratch reach their size at once): each size's
+     * first step runs eagerly, creating GEMM plans, autotune and fusion choices. */
+    for (int i = n - 1; i >= 0; i--) {
+        BatchMeta m = dummy_decode(sp->sizes[i], sp->block_size, zeros, slots, iota, ones);
+        if (sp->forward(sp->ctx, &m, err) != 0) goto out;
+        if (i == n - 1) cuda_attn_reserve(c, max_seqs);
+    }
+    /* Capture: the second equal step of a size is captured; a size whose reference went stale
+     * (a buffer moved after its warm-up) runs eagerly once more, then is captured. */
+    for (int i = n - 1; i >= 0; i--) {
+        BatchMeta m = dummy_decode(sp->sizes[i], sp->block_size, zeros, slots, iota, ones);
+        for (int t = 0; t < 2 && !graph_ready(c, sp->sizes[i]); t++)
+            if (sp->forward(sp->ctx, &m, err) != 0) goto out;
+    }
+    for (int i = 0; i < n; i++) captured += graph_ready(c, sp->sizes[i]);
+    if (captured < n) LOG_W("cuda graphs: %d of %d capture sizes not captured (they capture lazily)", n - captured, n);
+    rc = captured;
+out:
+    if (rc < 0) c->num_graph_sizes = 0; /* back to exact-size graphs */
+    LOG_D("cuda graphs: start-up capture of %d sizes in %.2f s", n, time_now_s() - t0);
+    free(zeros); free(slots); free(iota); free(ones);
+    return rc;
 }

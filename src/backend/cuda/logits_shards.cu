@@ -31,7 +31,9 @@ void cuda_logits_from_shards(Backend *b, const float *shards, int n, int R, int 
         c->logits_cap = need;
         c->gen++; /* graphs baked the old logits pointer */
     }
-    /* What `sample` reads: the [R, V] rows in c->logits_f32 (R = this step's c->R). */
+    /* What cu_sample reads: the [R, V] rows at the start of c->logits_f32, shape logits_R/_V. */
     logits_compact_kernel<<<cdiv((long long)need, 256), 256, 0, c->stream>>>(c->logits_f32, shards, R, Vs, V);
     CUDA_LAUNCH_CHECK(c);
+    c->logits_R = R;
+    c->logits_V = V;
 }

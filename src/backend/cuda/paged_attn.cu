@@ -207,7 +207,7 @@ template <int HD, int GMAX>
 __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     bf16 *out, float *part, const bf16 *q, const bf16 *kc, const bf16 *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
-    const int32_t *block_tables, int mbps, int block_size, int Hq, int Hkv, int Sd,
+    const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv, int Sd,
     float scale_log2) {
     constexpr int LPK = HD / 8;          /* lanes per key: 8 dims (16 bytes) each */
     constexpr int KPW = 32 / LPK;        /* keys per warp step */
@@ -222,6 +222,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     const int s = decode_seqs[di];
     const int tok = query_start[s];
     const int seq_len = seq_lens[s];
+    const int mbps = *mbps_dev; /* from the step's metadata: graphs stay valid as tables grow */
     const int chunk = (seq_len + nsplit - 1) / nsplit;
     const int kb = split * chunk, ke = min(seq_len, kb + chunk);
 
@@ -367,6 +368,26 @@ size_t cuda_attn_scratch_floats(const CudaCtx *c, int Hq, int hd) {
     return (size_t)c->num_decode * Hq * c->decode_splits * (hd + 2);
 }
 
+/* Never during capture: the eager step before (or cuda_attn_reserve) allocated it. */
+static void attn_part_grow(CudaCtx *c, size_t need) {
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->attn_part) CUDA_CHECK(cudaFree(c->attn_part));
+    CUDA_CHECK(cudaMalloc(&c->attn_part, need * sizeof(float)));
+    c->attn_part_cap = need;
+    c->gen++; /* graphs baked the old scratch pointer */
+}
+
+void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
+    if (c->attn_hq <= 0 || c->attn_hkv <= 0) return; /* no attention ran yet */
+    size_t need = 0;
+    for (int sd = 1; sd <= max_seqs; sd++) {
+        int splits = cuda_decode_splits(c, sd, c->attn_hkv);
+        size_t n = (size_t)sd * c->attn_hq * splits * (c->attn_hd + 2);
+        if (splits > 1 && n > need) need = n;
+    }
+    if (need > c->attn_part_cap) attn_part_grow(c, need);
+}
+
 template <int HD>
 static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
                            int Hq, int Hkv, float sl2) {
@@ -384,7 +405,7 @@ static void launch_decode_g(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc
     dim3 grid(c->decode_splits, c->num_decode, Hkv);
     decode_attn_kernel<HD, GMAX><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
         out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
-        c->dev.block_tables, c->max_blocks_per_seq, c->block_size, Hq, Hkv, c->num_decode, sl2);
+        c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
     CUDA_LAUNCH_CHECK(c);
 }
 
@@ -392,7 +413,9 @@ template <int HD>
 static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
                           int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv;
-    if (G <= 1) launch_decode_g<HD, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    if (c->decode_version == 2 && cuda_decode_v2(c, out, q, kc, vc, Hq, Hkv, HD, sl2)) {
+        /* v2 ran (decode_attn.cu); the splits are merged below as for v1 */
+    } else if (G <= 1) launch_decode_g<HD, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 2) launch_decode_g<HD, 2>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 4) launch_decode_g<HD, 4>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else launch_decode_g<HD, 8>(c, out, q, kc, vc, Hq, Hkv, sl2);
@@ -414,6 +437,7 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kcache,
         abort();
     }
     float sl2 = LOG2E / sqrtf((float)hd);
+    c->attn_hq = Hq; c->attn_hkv = Hkv; c->attn_hd = hd;
     if (c->num_prefill > 0) {
         switch (hd) {
         case 16: launch_prefill<16>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
@@ -425,13 +449,7 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kcache,
     if (c->num_decode > 0) {
         c->decode_splits = cuda_decode_splits(c, c->num_decode, Hkv);
         size_t need = cuda_attn_scratch_floats(c, Hq, hd);
-        if (c->decode_splits > 1 && need > c->attn_part_cap) {
-            CUDA_CHECK(cudaStreamSynchronize(c->stream));
-            if (c->attn_part) CUDA_CHECK(cudaFree(c->attn_part));
-            CUDA_CHECK(cudaMalloc(&c->attn_part, need * sizeof(float)));
-            c->attn_part_cap = need;
-            c->gen++; /* graphs baked the old scratch pointer */
-        }
+        if (c->decode_splits > 1 && need > c->attn_part_cap) attn_part_grow(c, need);
         switch (hd) {
         case 16: launch_decode<16>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
         case 32: launch_decode<32>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;

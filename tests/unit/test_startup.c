@@ -1,0 +1,58 @@
+/* test_startup.c: vLLM's CUDA graph capture sizes (engine/startup.h). The profiling forward and
+ * the capture itself need a GPU (tests/gpu, scripts/gpu_check.sh). */
+#include "engine/startup.h"
+#include "test.h"
+
+/* vLLM's list for max = min(2 * max_seqs, 512): [1, 2, 4] + range(8, 256, 8) + range(256, max+1, 16) */
+static int vllm_list(int max_seqs, int *out) {
+    int max = 2 * max_seqs < 512 ? 2 * max_seqs : 512, n = 0;
+    for (int b = 1; b <= 4 && b <= max; b *= 2) out[n++] = b;
+    for (int b = 8; b < 256 && b <= max; b += 8) out[n++] = b;
+    for (int b = 256; b <= max; b += 16) out[n++] = b;
+    return n;
+}
+
+TEST(default_256) {
+    int s[64], n = startup_capture_sizes(256, 2048, s, 64);
+    EXPECT_EQ_INT(n, 35); /* 1, 2, 4, 8..248 (31), 256 */
+    EXPECT_EQ_INT(s[0], 1);
+    EXPECT_EQ_INT(s[3], 8);
+    EXPECT_EQ_INT(s[4], 16);
+    EXPECT_EQ_INT(s[33], 248);
+    EXPECT_EQ_INT(s[34], 256);
+}
+
+TEST(prefix_of_vllm_list) {
+    int v[64], s[64];
+    for (int seqs = 1; seqs <= 600; seqs++) {
+        int nv = vllm_list(seqs, v), n = startup_capture_sizes(seqs, 1 << 20, s, 64);
+        EXPECT_MSG(n >= 1 && n <= nv, "max_seqs %d: %d sizes of vLLM's %d", seqs, n, nv);
+        for (int i = 0; i < n; i++) EXPECT_MSG(s[i] == v[i], "max_seqs %d: size %d is %d, vLLM %d", seqs, i, s[i], v[i]);
+        /* every decode batch fits the last size, unless vLLM's list stops below max_seqs */
+        if (n) EXPECT_MSG(s[n - 1] >= seqs || n == nv, "max_seqs %d: last size %d", seqs, s[n - 1]);
+        if (n >= 2) EXPECT_MSG(s[n - 2] < seqs, "max_seqs %d: size %d not needed", seqs, s[n - 2]);
+    }
+}
+
+TEST(bounded_by_tokens_and_cap) {
+    int s[64], n = startup_capture_sizes(256, 20, s, 64);
+    EXPECT_EQ_INT(n, 5); /* 1 2 4 8 16 */
+    EXPECT_EQ_INT(s[n - 1], 16);
+    n = startup_capture_sizes(20, 4096, s, 64);
+    EXPECT_EQ_INT(n, 6); /* 1 2 4 8 16 24 */
+    EXPECT_EQ_INT(s[n - 1], 24);
+    n = startup_capture_sizes(512, 8192, s, 64);
+    EXPECT_EQ_INT(n, 51);
+    EXPECT_EQ_INT(s[n - 1], 512);
+    n = startup_capture_sizes(512, 8192, s, 10);
+    EXPECT_EQ_INT(n, 10);
+    n = startup_capture_sizes(1, 8192, s, 64);
+    EXPECT_EQ_INT(n, 1);
+}
+
+int main(void) {
+    RUN(default_256);
+    RUN(prefix_of_vllm_list);
+    RUN(bounded_by_tokens_and_cap);
+    TEST_MAIN_END();
+}
