@@ -7,7 +7,12 @@
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # --engine: 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
-# `pagellm generate --device cuda --load-format dummy` on the Qwen3-8B shape; output tok/s.
+# `pagellm generate --device cuda --load-format dummy` on the Qwen3-8B shape; output tok/s and the
+# start-up log (weights, activations, KV GB, blocks, concurrency, CUDA graphs, ready time).
+# --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
+# HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
+# f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
+# and the "Qwen3 shapes vs HF" table in summary.md.
 # Writes to $OUT (default ./gpu-results): env.txt, build.log, test_cuda_ops.log,
 # test_cuda_model.log, bench.log, bench.jsonl, hf_baseline.json, summary.md. docs/benchmarks.md ("GPU")
 # takes its numbers from these files (committed under dev/cuda/results/<date>/).
@@ -22,7 +27,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
-HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; NCU=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0
+HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; NCU=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0; HFREF=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-hf) HF=0 ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --ncu) NCU=1 ;;
     --no-model) MODEL=0 ;;
+    --no-hf-ref) HFREF=0 ;;
     --engine) ENGINE=1 ;;
     --dev) DEV=1 ;;
     --model-shapes) MODEL_SHAPES="$2"; shift ;;
@@ -114,10 +120,23 @@ if [ $MODEL -eq 1 ]; then
   echo "full build rc=$FULL_RC ($(( $(date +%s) - T0 )) s)"
   [ $FULL_RC -eq 0 ] || tail -30 /tmp/model_build.log
   python3 scripts/make_tiny_models.py > /dev/null 2>&1 || echo "make_tiny_models failed"
+  # HF transformers references for the shapes (before the CUDA test: one process on the GPU at a time)
+  REFS=""
+  if [ $HFREF -eq 1 ]; then
+    : > "$OUT/hf_shape_ref.log"
+    for s in ${MODEL_SHAPES//,/ }; do
+      timeout 240 python3 scripts/hf_shape_ref.py --shape $s --out /tmp/pagellm-hfref-$s.bin >> "$OUT/hf_shape_ref.log" 2>&1 &&
+        REFS="$REFS${REFS:+,}$s=/tmp/pagellm-hfref-$s.bin"
+      echo "hf_shape_ref $s rc=$? ($(( $(date +%s) - T0 )) s)"
+    done
+    tail -3 "$OUT/hf_shape_ref.log"
+  fi
   { [ $FULL_RC -ne 0 ] && tail -60 /tmp/model_build.log
-    [ $FULL_RC -eq 0 ] && timeout 300 $FB/test_cuda_model --shapes "$MODEL_SHAPES"; } > "$OUT/test_cuda_model.log" 2>&1
+    [ $FULL_RC -eq 0 ] && timeout 420 $FB/test_cuda_model --shapes "$MODEL_SHAPES" ${REFS:+--hf-ref "$REFS"}; } > "$OUT/test_cuda_model.log" 2>&1
   echo "test_cuda_model rc=$? ($(( $(date +%s) - T0 )) s)"
+  grep -E "vs HF transformers|FAIL" "$OUT/test_cuda_model.log"
   tail -12 "$OUT/test_cuda_model.log"
+  rm -f /tmp/pagellm-hfref-*.bin
 fi
 
 if [ $MODEL -eq 1 ] && [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
@@ -136,8 +155,10 @@ with open("/tmp/pagellm-engine-in.jsonl", "w") as f:
     --input /tmp/pagellm-engine-in.jsonl --output /tmp/pagellm-engine-out.jsonl \
     --max-num-seqs 256 --max-num-batched-tokens 8192 > /tmp/engine.log 2>&1
   rc=$?; t1=$(date +%s.%N)
-  python3 -c "print('engine 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))" | tee -a "$OUT/bench.log"
-  grep -iE "weights|kv|blocks|ready|graph" /tmp/engine.log | head -8 | tee -a "$OUT/bench.log"
+  # engine.txt (the speed section below restarts bench.log): the run and its start-up log lines
+  { python3 -c "print('engine 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
+    grep -iE "memory:|weights|KV cache|blocks|ready|graph" /tmp/engine.log | head -10; } | tee "$OUT/engine.txt"
+  cp /tmp/engine.log "$OUT/engine.log"
 fi
 
 # ---------------------------------------------------------------- speed
@@ -199,6 +220,24 @@ for r in rows:
 if hf:
     print()
     print("HF transformers, same card:", json.dumps({k: v for k, v in hf.items()}))
+p = os.path.join(out, "test_cuda_model.log")
+refs = [json.loads(l[6:]) for l in open(p) if l.startswith("HFREF ")] if os.path.exists(p) else []
+if refs:
+    print()
+    print("Qwen3 shapes vs HF transformers (same dummy weights, f32 compute), teacher-forced:")
+    print()
+    print("| shape | positions | greedy agree % | prefill % | decode (graphs) % | logits rel err mean | max | max abs | ok |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in refs:
+        print(f"| {r['shape']} | {r['seqs']}x{r['len']} | {r['agree_pct']} | {r['prefill_pct']} | {r['decode_pct']} | "
+              f"{r['rel_err_mean']:.2e} | {r['rel_err_max']:.2e} | {r['abs_err_max']} | {r['ok']} |")
+p = os.path.join(out, "engine.txt")
+if os.path.exists(p):
+    print()
+    print("Engine run and start-up (Qwen3-8B shape, --engine):")
+    print()
+    for l in open(p):
+        print("    " + l.rstrip())
 EOF
 cat "$OUT/summary.md"
 echo "total $(( $(date +%s) - T0 )) s"

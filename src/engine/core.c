@@ -636,6 +636,13 @@ static void postprocess(Engine *e, double now) {
             if (r->params.n > 1 && q->index == 0 && !r->forked) fork_siblings(e, r, q);
         }
         check_stop(e, q, tok, now);
+        /* A grammar that has accepted its end (EOS under ignore_eos) allows no further token:
+         * the completion is over, as if EOS had stopped it. */
+        if (q->status != SEQ_FINISHED && q->grammar_matcher && q->grammar_active &&
+            grammar_matcher_is_terminated(q->grammar_matcher)) {
+            q->stop_token = tok;
+            finish_seq(e, q, FINISH_STOP, now);
+        }
         if (q->status != SEQ_FINISHED) emit_delta(e, q, now);
     }
 }

@@ -22,6 +22,14 @@ def test_guided_choice_chat_and_completion(client):
     assert r.choices[0].text in ("alpha", "beta")
 
 
+def test_grammar_end_stops_under_ignore_eos(client):
+    # ignore_eos cannot extend a grammar past its end: the completion stops (it used to fail
+    # with a 500 once the finished grammar allowed no token at all)
+    r = client.completions.create(model=M, prompt="Answer:", max_tokens=20,
+                                  extra_body={"ignore_eos": True, "structured_outputs": {"choice": ["alpha", "beta"]}})
+    assert r.choices[0].text in ("alpha", "beta") and r.choices[0].finish_reason == "stop"
+
+
 def test_guided_regex_streaming(client):
     chunks = client.chat.completions.create(model=M, messages=MSGS, max_tokens=12, stream=True,
                                             extra_body={"guided_regex": "[0-9]{3}-[a-c]{2}", **NO_THINK})

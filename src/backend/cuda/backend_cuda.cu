@@ -340,6 +340,16 @@ static void cu_gather_rows(Backend *b, void *out, const void *x, int D) {
     else cuda_oprec_run(c, &r);
 }
 
+void cuda_logits_reserve(CudaCtx *c, int rows) {
+    size_t need = (size_t)rows * (size_t)c->logits_V;
+    if (need <= c->logits_cap) return;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->logits_f32) CUDA_CHECK(cudaFree(c->logits_f32));
+    CUDA_CHECK(cudaMalloc(&c->logits_f32, need * sizeof(float)));
+    c->logits_cap = need;
+    c->gen++;
+}
+
 static void cu_logits(Backend *b, float *logits_host, const void *x, const Tensor *lm_head, int R,
                       int D, int V) {
     CudaCtx *c = cuda_ctx(b);
@@ -472,7 +482,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
-    c->decode_version = env_int("PAGELLM_CUDA_DECODE", 2);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

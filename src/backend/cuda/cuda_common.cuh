@@ -120,7 +120,6 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
-    int decode_version;    /* PAGELLM_CUDA_DECODE (default 2): decode attention kernel v1 or v2 */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */
@@ -253,9 +252,6 @@ void cuda_gemv_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x,
 /* The same over GEMV v1 (4 rows per block; every segment but the last a multiple of 4 rows). */
 void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 
-/* decode_attn.cu: decode attention v2 for head_dim 64/128 (returns 0 for other sizes: use v1). */
-int cuda_decode_v2(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc, int Hq,
-                   int Hkv, int hd, float sl2);
 /* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
 int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 /* graph.cu: runs one recorded op; flushes the log eagerly; finishes a recorded step at logits
@@ -272,6 +268,11 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *spec, char *err);
 /* Grows the metadata buffers (set_batch) to hold any step within these bounds, so that no
  * later step reallocates what captured graphs point at. */
 void cuda_meta_reserve(CudaCtx *c, int max_tokens, int max_seqs, int max_blocks_per_seq);
+/* Grow the per-step RoPE table to max_tokens rows, and the fp32 logits to `rows` rows (for the
+ * shapes of the last qk_norm_rope / logits calls), so that later steps within those bounds
+ * leave the buffers the graphs point at where they are. */
+void cuda_rope_reserve(CudaCtx *c, int max_tokens);
+void cuda_logits_reserve(CudaCtx *c, int rows);
 /* Grows the split-KV scratch to what any decode count up to max_seqs needs (for the shape of
  * the last attention call), so that no later mixed step reallocates it under the graphs. */
 void cuda_attn_reserve(CudaCtx *c, int max_seqs);

@@ -343,7 +343,11 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
     for (int i = n - 1; i >= 0; i--) {
         BatchMeta m = dummy_decode(sp->sizes[i], sp->block_size, zeros, slots, iota, ones);
         if (sp->forward(sp->ctx, &m, err) != 0) goto out;
-        if (i == n - 1) cuda_attn_reserve(c, max_seqs);
+        if (i == n - 1) { /* the shapes are known now: reserve for every later step */
+            cuda_attn_reserve(c, max_seqs);
+            cuda_rope_reserve(c, max_tokens);
+            cuda_logits_reserve(c, max_seqs);
+        }
     }
     /* Capture: the second equal step of a size is captured; a size whose reference went stale
      * (a buffer moved after its warm-up) runs eagerly once more, then is captured. */

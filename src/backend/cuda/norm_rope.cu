@@ -77,6 +77,20 @@ static void rope_inv_freq_host(const RopeParams *r, int hd, float *out) {
     }
 }
 
+static void rope_tab_grow(CudaCtx *c, size_t need) {
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->rope_tab) CUDA_CHECK(cudaFree(c->rope_tab));
+    CUDA_CHECK(cudaMalloc(&c->rope_tab, need * sizeof(float2)));
+    c->rope_tab_cap = need;
+    c->gen++; /* graphs baked the old table */
+    c->rope_tab_valid = 0;
+}
+
+void cuda_rope_reserve(CudaCtx *c, int max_tokens) {
+    size_t need = (size_t)max_tokens * (c->rope_tab_hd / 2);
+    if (c->rope_tab_hd > 0 && need > c->rope_tab_cap) rope_tab_grow(c, need);
+}
+
 void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn, int Hq,
                        int Hkv, int hd, float eps, const RopeParams *rope) {
     if (c->T <= 0) return;
@@ -99,14 +113,7 @@ void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 
         c->rope_tab_valid = 0;
     }
     size_t need = (size_t)c->T * (hd / 2);
-    if (need > c->rope_tab_cap) { /* never during capture: the eager step before allocated it */
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        if (c->rope_tab) CUDA_CHECK(cudaFree(c->rope_tab));
-        CUDA_CHECK(cudaMalloc(&c->rope_tab, need * sizeof(float2)));
-        c->rope_tab_cap = need;
-        c->gen++;
-        c->rope_tab_valid = 0;
-    }
+    if (need > c->rope_tab_cap) rope_tab_grow(c, need); /* never during capture: the step before did */
     if (!c->rope_tab_valid || c->rope_tab_hd != hd) {
         rope_table_kernel<<<cdiv(need, 256), 256, 0, c->stream>>>(c->rope_tab, c->dev.positions,
                                                                    c->rope_inv_freq, c->T, hd / 2);

@@ -413,9 +413,7 @@ template <int HD>
 static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
                           int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv;
-    if (c->decode_version == 2 && cuda_decode_v2(c, out, q, kc, vc, Hq, Hkv, HD, sl2)) {
-        /* v2 ran (decode_attn.cu); the splits are merged below as for v1 */
-    } else if (G <= 1) launch_decode_g<HD, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    if (G <= 1) launch_decode_g<HD, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 2) launch_decode_g<HD, 2>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 4) launch_decode_g<HD, 4>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else launch_decode_g<HD, 8>(c, out, q, kc, vc, Hq, Hkv, sl2);

@@ -1,4 +1,10 @@
-/* decode_attn.cu: split-KV decode attention, v2 (key-per-lane Q·K, dims-per-lane P·V).
+/* decode_attn_v2.cu: split-KV decode attention, v2 (key-per-lane Q·K, dims-per-lane P·V).
+ *
+ * RESULT (H100, 2026-11-23, bench_cuda_qwen3 8b --op-profile, ctx 768): correct (test_cuda_ops
+ * all attention checks within 2e-3) but SLOWER than v1: attention per step 15.61 vs 14.72 ms at
+ * 256 sequences, 6.24 vs 4.22 ms at 64. So v1 is not issue-bound as guessed; the serial V-row
+ * reads of the P·V loop (one 256-byte row per key, 32 in a row) expose latency. Kept here as a
+ * record (not built); it was hooked into paged_attn.cu's launch_decode before the ops table.
  *
  * The v1 kernel in paged_attn.cu gives each key 16 lanes (8 dims each) and reduces every
  * score with 4 shuffles per query head, recomputing the same exponentials on all 16 lanes and
