@@ -72,7 +72,7 @@ build() {
   set -e
   local pids=() objs=()
   for f in src/backend/cuda/*.cu; do
-    case $f in *comm_nccl.cu) continue ;; esac  # multi-GPU collectives: not needed here
+    # comm_nccl.cu too: without -DPAGELLM_HAVE_NCCL it is the stub that graph.cu links against
     o=$B/$(basename $f).o; objs+=($o)
     nvcc "${NVFLAGS[@]}" -c $f -o $o > $o.log 2>&1 & pids+=($!)
   done

@@ -138,6 +138,18 @@ typedef struct BackendOps {
      * (tests, benchmarks) a backend may still capture lazily per exact T. Returns the number of
      * graphs captured, or -1 + err. Disabled (returns 0) under --enforce-eager. */
     int (*capture_graphs)(Backend *b, const GraphCaptureSpec *spec, char *err);
+
+    /* --- optional, tensor parallelism with device sampling (model/tp_forward.h); both NULL or
+     * both set, and only where `sample` exists. Kept last so positional tables stay valid. ---
+     * The device float32 logits [R, V] that the last logits(.., logits_host = NULL, ..) call
+     * left for `sample` (R, V of that call: a rank's vocabulary shard). Valid until the next
+     * logits / logits_from_shards call; the collective all-gathers from it. */
+    const float *(*logits_device)(Backend *b);
+    /* Makes [R, V] from n vocabulary shards the logits that the next `sample` reads, as if
+     * logits had left them: shards is device float32 [n, R, Vs] (the all-gather of every rank's
+     * logits_device, rank order), n * Vs >= V, and column v of row r is
+     * shards[v / Vs][r][v % Vs]; the padding columns past V are dropped. Enqueued, no blocking. */
+    void (*logits_from_shards)(Backend *b, const float *shards, int n, int R, int Vs, int V);
 } BackendOps;
 
 struct Backend {

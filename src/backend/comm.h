@@ -58,11 +58,10 @@ void comm_world_cpu_free(CommWorld *w);
 typedef struct Backend Backend;
 /* NCCL (backend/cuda/comm_nccl.cu): out[r] for r < n, rank r on CUDA backend backends[r] (one
  * GPU each, distinct devices), all made at once with ncclCommInitAll; collectives are enqueued on
- * each backend's stream. The ranks are threads of this process. Not usable while the CUDA
- * backend records a step for a CUDA graph (the collective would run before the recorded ops):
- * a collective then fails with a message; create the backends with enforce_eager until the
- * backend logs collectives as graph ops (docs/distributed.md). -1 + err when built without NCCL
- * or when NCCL fails. Free each with comm_free. */
+ * each backend's stream. The ranks are threads of this process. all_reduce_sum is an op of the
+ * CUDA backend (OP_ALLREDUCE): in a step the backend records for a CUDA graph it is recorded,
+ * captured and replayed with the other ops, so TP decode steps run as graphs. -1 + err when
+ * built without NCCL or when NCCL fails. Free each with comm_free. */
 int comm_nccl_new_all(Comm **out, Backend **backends, int n, char *err);
 #endif
 

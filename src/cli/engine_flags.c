@@ -23,7 +23,7 @@ static const FlagDoc FLAGS[] = {
     {"--kv-cache-dtype", "auto|fp8|fp8_e4m3", "KV cache element type (default: auto = the backend's; fp8 needs CUDA)"},
     {"--dtype", "auto", "model dtype; only auto (weights as stored; CPU math in float32, CUDA in bfloat16)"},
     {"--device", "auto|cpu|cuda", "backend (default: auto = cuda when built with CUDA, else cpu)"},
-    {"--tensor-parallel-size", "N", "GPUs to shard the model over; only 1 in this version (alias -tp)"},
+    {"--tensor-parallel-size", "N", "ranks to split the model over: CUDA: GPUs 0..N-1 over NCCL; CPU: a simulation sharing --threads (default: 1; alias -tp)"},
     {"--seed", "N", "random seed: dummy weights and the default sampling seed (default: 0)"},
     {"--load-format", "auto|safetensors|dummy", "weights from safetensors, or seeded random ones of the config's shapes (default: auto)"},
     {"--tokenizer", "DIR", "tokenizer directory (default: the model directory)"},
@@ -144,9 +144,7 @@ int engine_flags_apply(EngineFlags *f, const char *name, const char *val, char *
     else if (!strcmp(name, "--device")) f->device = val;
     else if (!strcmp(name, "--tensor-parallel-size")) {
         if (flag_parse_int(name, val, 1, 64, &f->tensor_parallel_size, err)) return -1;
-        if (f->tensor_parallel_size != 1)
-            return pg_err(err, "--tensor-parallel-size %d: tensor parallelism is not implemented yet in this version; use 1",
-                          f->tensor_parallel_size);
+        c->tensor_parallel_size = f->tensor_parallel_size;
     }
     else if (!strcmp(name, "--seed")) {
         char *end;

@@ -896,6 +896,7 @@ void engine_config_default(EngineConfig *c) {
     c->max_num_batched_tokens = 2048;
     c->gpu_memory_utilization = 0.9f;
     c->kv_cache_dtype = DT_COUNT;
+    c->tensor_parallel_size = 1;
 }
 
 const char *finish_reason_name(FinishReason r) {

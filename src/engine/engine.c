@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "engine/core.h"
+#include "engine/engine_tp.h"
 #include "engine/startup.h"
 #include "model/model.h"
 #include "tok/detok.h"
@@ -18,6 +19,7 @@
 typedef struct EngineOwner {
     Backend *be;
     Model *model;
+    EngineTp *tp;          /* --tensor-parallel-size > 1: the split model instead of be + model */
     Tokenizer *tok;
     ModelConfig mcfg;
     GenerationConfig gen;
@@ -28,6 +30,7 @@ static void owner_free(void *p) {
     if (!o) return;
     model_free(o->model);
     if (o->be && o->be->ops->destroy) o->be->ops->destroy(o->be);
+    engine_tp_free(o->tp);
     tok_free(o->tok);
     free(o);
 }
@@ -97,14 +100,21 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         goto fail;
     }
 
-    BackendOptions bo = {.threads = cfg->threads, .kv_dtype = cfg->kv_cache_dtype, .enforce_eager = cfg->enforce_eager};
-    if (!(o->be = backend_new(cfg->device ? cfg->device : "cpu", &bo, err))) goto fail;
-    /* a device backend: its memory before the model, for --gpu-memory-utilization */
-    char mem_err[PG_ERR_LEN] = "";
-    int have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
+    const char *device = cfg->device ? cfg->device : "cpu";
     ModelLoadOptions mo = {.weights = {.format = cfg->load_format, .dummy_dtype = DT_BF16, .dummy_seed = cfg->seed},
                            .max_tokens = max_tokens, .max_seqs = max_seqs};
-    if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
+    char mem_err[PG_ERR_LEN] = "";
+    int have_mem = 0;
+    if (cfg->tensor_parallel_size > 1) {
+        /* the split model (engine_tp.c): its own backends, comms and KV sizing */
+        if (engine_tp_new(&o->tp, cfg, &mo, err) != 0) goto fail;
+    } else {
+        BackendOptions bo = {.threads = cfg->threads, .kv_dtype = cfg->kv_cache_dtype, .enforce_eager = cfg->enforce_eager};
+        if (!(o->be = backend_new(device, &bo, err))) goto fail;
+        /* a device backend: its memory before the model, for --gpu-memory-utilization */
+        have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
+        if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
+    }
 
     const char *tdir = cfg->tokenizer_dir ? cfg->tokenizer_dir : dir;
     if (file_exists(tdir, "tokenizer.json")) {
@@ -113,8 +123,8 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         LOG_W("no tokenizer.json in %s: token ids only, no text", tdir);
     }
 
-    /* KV cache size */
-    size_t per_block = model_kv_bytes_per_block(o->model, bs);
+    /* KV cache size (under tensor parallelism: per rank, each holding its KV heads) */
+    size_t per_block = o->tp ? engine_tp_kv_bytes_per_block(o->tp, bs) : model_kv_bytes_per_block(o->model, bs);
     long long num_blocks;
     const char *how;
     if (cfg->num_gpu_blocks_override > 0) {
@@ -123,7 +133,13 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     } else if (cfg->kv_cache_memory > 0) {
         num_blocks = cfg->kv_cache_memory / (long long)per_block;
         how = "--kv-cache-memory";
-    } else if (strcmp(o->be->name, "cpu") != 0) {
+    } else if (o->tp && strcmp(device, "cpu") != 0) {
+        /* TP: the least free memory over the GPUs after loading (no profiling forward yet) */
+        long long fr = engine_tp_mem_free(o->tp);
+        if (fr <= 0) { pg_err(err, "%s backend cannot report free memory: pass --kv-cache-memory", device); goto fail; }
+        num_blocks = (long long)((double)fr * cfg->gpu_memory_utilization) / (long long)per_block;
+        how = "--gpu-memory-utilization of the least free memory over the GPUs after loading";
+    } else if (strcmp(device, "cpu") != 0) {
         if (!have_mem) { pg_err(err, "%s", mem_err); goto fail; }
         num_blocks = startup_kv_blocks(o->model, &sm, cfg->gpu_memory_utilization, max_tokens, max_seqs, bs, err);
         if (num_blocks < 0) goto fail;
@@ -142,18 +158,22 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
                num_blocks, bs, num_blocks * bs, how, max_len);
         goto fail;
     }
-    if (model_alloc_kv(o->model, (int)num_blocks, bs, err) != 0) goto fail;
-    LOG_I("KV cache: %lld blocks of %d tokens = %lld tokens (%.1f MiB, %s); max concurrency at max_model_len %d: %.2fx",
-          num_blocks, bs, num_blocks * bs, (double)num_blocks * (double)per_block / (1 << 20), how, max_len,
-          (double)(num_blocks * bs) / max_len);
-    if (startup_capture_graphs(o->model, max_tokens, max_seqs, max_len, bs, err) != 0) goto fail;
+    if (o->tp ? engine_tp_alloc_kv(o->tp, (int)num_blocks, bs, err) : model_alloc_kv(o->model, (int)num_blocks, bs, err))
+        goto fail;
+    LOG_I("KV cache: %lld blocks of %d tokens = %lld tokens (%.1f MiB%s, %s); max concurrency at max_model_len %d: %.2fx",
+          num_blocks, bs, num_blocks * bs, (double)num_blocks * (double)per_block / (1 << 20),
+          o->tp ? " per rank" : "", how, max_len, (double)(num_blocks * bs) / max_len);
+    /* TP ranks capture their decode graphs lazily, per exact batch size, in lock step */
+    if (!o->tp && startup_capture_graphs(o->model, max_tokens, max_seqs, max_len, bs, err) != 0) goto fail;
 
     CoreConfig c = {
         .vocab_size = o->mcfg.vocab_size, .num_blocks = (int)num_blocks, .block_size = bs,
         .enable_prefix_caching = cfg->enable_prefix_caching, .max_num_seqs = max_seqs,
         .max_num_batched_tokens = max_tokens, .max_model_len = max_len, .seed = cfg->seed,
-        .runner = {o->model, run_forward,
-                   o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL}, .owner = o, .owner_free = owner_free, .tok = o->tok,
+        .runner = o->tp ? engine_tp_runner(o->tp)
+                        : (EngineRunner){o->model, run_forward,
+                                         o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL},
+        .owner = o, .owner_free = owner_free, .tok = o->tok,
         .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
     };
     for (int i = 0; i < o->mcfg.num_eos; i++) add_eos(&c, o->mcfg.eos_token_ids[i]);
@@ -161,7 +181,7 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     if (o->tok) c.text = (TextDecoder){o->tok, detok_open, detok_push_cb, detok_flush_cb, detok_close};
     Engine *e = engine_new_core(&c, err);
     if (!e) goto fail;
-    LOG_I("engine ready in %.2f s (%s backend)", time_now_s() - sm.t0, o->be->name);
+    LOG_I("engine ready in %.2f s (%s backend%s)", time_now_s() - sm.t0, device, o->tp ? ", tensor parallel" : "");
     return e;
 fail:
     owner_free(o);

@@ -36,6 +36,9 @@ typedef struct EngineConfig {
     DType kv_cache_dtype;           /* DT_COUNT = auto (backend default) */
     int enforce_eager;              /* CUDA: no graphs */
     int num_gpu_blocks_override;    /* 0 = sized from memory (tests use small pools) */
+    int tensor_parallel_size;       /* ranks the model is split over (engine/engine_tp.h): CUDA:
+                                       GPUs 0..N-1 over NCCL; CPU: N backends sharing `threads`
+                                       (a simulation, for tests); default 1 = no split */
 } EngineConfig;
 
 void engine_config_default(EngineConfig *c);

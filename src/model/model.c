@@ -49,6 +49,13 @@ static int scratch_alloc(Model *m, char *err) {
         s->local_ids = malloc(T * sizeof *s->local_ids);
         s->logits_shard = malloc(T * (size_t)m->tp->v_shard * sizeof(float));
         if (!s->local_ids || !s->logits_shard) return pg_err(err, "out of memory");
+        /* device sampling: the gathered logits of at most max_seqs rows (one per sequence) */
+        const BackendOps *op = be->ops;
+        if (op->sample && op->logits_device && op->logits_from_shards) {
+            size_t n = (size_t)m->tp->size * (size_t)m->max_seqs * (size_t)m->tp->v_shard * sizeof(float);
+            if (!(s->gather = op->alloc(be, n)))
+                return pg_err(err, "out of backend memory for the gathered logits (%.1f MB)", n / 1e6);
+        }
     }
     return 0;
 }
@@ -59,6 +66,7 @@ static void scratch_free(Model *m) {
     void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->tmp, s->gate, s->up, s->rows};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) m->be->ops->free(m->be, bufs[i]);
+    if (s->gather) m->be->ops->free(m->be, s->gather);
     free(s->local_ids);
     free(s->logits_shard);
     /* after weights_off_backend: the CPU backend aliases these shard buffers */

@@ -28,6 +28,9 @@ typedef struct ModelScratch {
     TpLayout lay;          /* Model.tp points here */
     int32_t *local_ids;    /* [max_tokens] host: token ids inside the rank's embed shard */
     float *logits_shard;   /* [max_tokens, lay.v_shard] host: the rank's logits columns */
+    float *gather;         /* [size, max_seqs, lay.v_shard] backend memory: every rank's logits
+                              columns (all-gather) for device sampling on rank 0; NULL unless the
+                              backend has sample + logits_device + logits_from_shards */
     void **owned;          /* [n_owned] host shard buffers the backend aliases (CPU backend) */
     int n_owned;
 } ModelScratch;

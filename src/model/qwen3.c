@@ -17,8 +17,10 @@
  * vocabulary slice of Vs rows; docs/distributed.md). The bracketed all-reduces sum the
  * row-parallel partial outputs; the embedding is a masked lookup in the vocabulary slice
  * (other ids read the shard's zero row) + an all-reduce; the logits are a gather: each rank
- * writes its real columns into the caller's [R, V] host buffer, then a barrier. Without a comm
- * none of this runs: the code path is the single-backend one, unchanged. */
+ * writes its real columns into the caller's [R, V] host buffer, then a barrier; or, with
+ * logits == NULL (device sampling), an all-gather of the device shards assembled into the
+ * [R, V] logits that rank 0's `sample` op reads. Without a comm none of this runs: the code path
+ * is the single-backend one, unchanged. */
 #include <string.h>
 
 #include "model/model.h"
@@ -103,6 +105,25 @@ static void tp_logits(Model *m, float *logits, int R) {
                (size_t)L->v_real * sizeof(float));
 }
 
+/* Logits of a rank kept on the devices (device sampling): its [R, Vs] columns stay in the
+ * backend, an all-gather puts every rank's columns into s->gather [N, R, Vs] and each rank makes
+ * them the [R, V] logits that its `sample` op would read next (logits_from_shards); only rank 0
+ * samples (tp_forward.c). Every rank assembles, not only rank 0, so that every rank's backend
+ * grows (and re-bakes into its CUDA graphs) the same buffers at the same step: the graphs'
+ * replay decisions stay identical on all ranks. */
+static int tp_logits_device(Model *m, int R, char *err) {
+    const BackendOps *op = m->be->ops;
+    ModelScratch *s = m->scratch;
+    const TpLayout *L = m->tp;
+    if (!s->gather) return pg_err(err, "forward: backend %s cannot keep tensor-parallel logits on the device", m->be->name);
+    if (R > m->max_seqs) return pg_err(err, "forward: %d logits rows for device sampling, more than max_seqs %d", R, m->max_seqs);
+    op->logits(m->be, NULL, s->rows, &m->dev.lm_head, R, m->cfg.hidden_size, L->v_shard);
+    if (m->comm->ops->all_gather(m->comm, s->gather, op->logits_device(m->be), (size_t)R * L->v_shard, DT_F32, err))
+        return -1;
+    op->logits_from_shards(m->be, s->gather, L->size, R, L->v_shard, m->cfg.vocab_size);
+    return 0;
+}
+
 int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
     if (model_check_batch(m, b, err) != 0) return -1;
     Backend *be = m->be;
@@ -151,11 +172,11 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
         /* Last residual add + final norm (on all rows: cheap), then lm_head on the wanted rows. */
         op->rmsnorm(be, s->xn, s->x, s->tmp, &m->dev.final_norm, T, D, eps);
         op->gather_rows(be, s->rows, s->xn, D);
-        if (tp) {
-            if (!logits) return pg_err(err, "forward: device-side logits under tensor parallelism are not supported");
+        if (tp && logits)
             tp_logits(m, logits, R);
-        }
-        else
+        else if (tp) {
+            if (tp_logits_device(m, R, err) != 0) return -1;
+        } else
             op->logits(be, logits, s->rows, &m->dev.lm_head, R, D, c->vocab_size);
     }
     if (op->sync) op->sync(be);

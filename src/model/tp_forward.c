@@ -17,7 +17,7 @@ typedef struct TpRank {
     Model *m;                  /* the rank's Model: its shards, KV heads, scratch (model_load_rank) */
 } TpRank;
 
-typedef enum { JOB_NONE, JOB_LOAD, JOB_KV, JOB_FORWARD, JOB_EXIT } JobKind;
+typedef enum { JOB_NONE, JOB_LOAD, JOB_KV, JOB_MEM_FREE, JOB_FORWARD, JOB_FORWARD_SAMPLE, JOB_FREE, JOB_EXIT } JobKind;
 
 struct TpGroup {
     ModelConfig cfg;
@@ -36,6 +36,10 @@ struct TpGroup {
     JobKind job;
     const BatchMeta *batch;
     float *logits;
+    const struct SampleBatch *sb;   /* JOB_FORWARD_SAMPLE: rank 0 samples into tokens / lps */
+    int32_t *tokens;
+    LogprobEntry *lps;
+    long long *mem_free;       /* [n] JOB_MEM_FREE */
     int num_blocks, block_size;
     int *rc;                   /* [n] */
     char (*errs)[PG_ERR_LEN];  /* [n] */
@@ -64,8 +68,17 @@ static void *worker_main(void *p) {
         switch (job) {
         case JOB_LOAD: rc = model_load_rank(&rk->m, &g->cfg, &g->host, rk->comm, rk->be, &g->opt, err); break;
         case JOB_KV: rc = model_alloc_kv(rk->m, g->num_blocks, g->block_size, err); break;
+        case JOB_MEM_FREE: g->mem_free[a.r] = rk->be->ops->mem_free ? rk->be->ops->mem_free(rk->be) : -1; break;
         /* the shared forward (qwen3.c) on the rank's shards, with the collectives on its comm */
         case JOB_FORWARD: rc = model_forward(rk->m, g->batch, g->logits, err); break;
+        case JOB_FORWARD_SAMPLE:
+            /* logits == NULL: the shards stay on the devices and rank 0 gets all of them */
+            rc = model_forward(rk->m, g->batch, NULL, err);
+            if (rc == 0 && a.r == 0 && g->batch->num_logits_rows > 0)
+                rc = rk->be->ops->sample(rk->be, g->sb, g->tokens, g->lps, err);
+            break;
+        /* on the rank's own thread: a CUDA rank frees on its current device */
+        case JOB_FREE: model_free(rk->m); rk->m = NULL; break;
         default: break;
         }
         pthread_mutex_lock(&g->mu);
@@ -129,7 +142,8 @@ int tp_group_new(TpGroup **out, const char *dir, int n, Backend **backends, Comm
     g->threads = calloc((size_t)n, sizeof *g->threads);
     g->rc = calloc((size_t)n, sizeof *g->rc);
     g->errs = calloc((size_t)n, sizeof *g->errs);
-    if (!g->ranks || !g->threads || !g->rc || !g->errs) { pg_err(err, "out of memory"); goto err; }
+    g->mem_free = calloc((size_t)n, sizeof *g->mem_free);
+    if (!g->ranks || !g->threads || !g->rc || !g->errs || !g->mem_free) { pg_err(err, "out of memory"); goto err; }
     for (int r = 0; r < n; r++) {
         g->ranks[r].be = backends[r];
         g->ranks[r].comm = comms[r];
@@ -173,19 +187,56 @@ size_t tp_group_kv_bytes_per_block(const TpGroup *g, int block_size) {
  * failing alone would leave the others waiting in a collective. Every rank's Model has the
  * same max_tokens and KV cache geometry, so rank 0's verdict holds for all. */
 int tp_group_forward(TpGroup *g, const BatchMeta *b, float *logits, char *err) {
+    if (!logits) return pg_err(err, "tensor parallel forward: no logits buffer (use tp_group_forward_sample)");
     if (model_check_batch(g->ranks[0].m, b, err) != 0) return -1;
     g->batch = b;
     g->logits = logits;
     return run_job(g, JOB_FORWARD, err);
 }
 
+long long tp_group_mem_free(TpGroup *g) {
+    if (run_job(g, JOB_MEM_FREE, NULL) != 0) return -1;
+    long long lo = -1;
+    for (int r = 0; r < g->n; r++) {
+        if (g->mem_free[r] < 0) return -1;
+        if (lo < 0 || g->mem_free[r] < lo) lo = g->mem_free[r];
+    }
+    return lo;
+}
+
+int tp_group_can_sample(const TpGroup *g) {
+    for (int r = 0; r < g->n; r++) {
+        const Model *m = g->ranks[r].m;
+        if (!m || !((ModelScratch *)m->scratch)->gather) return 0;
+    }
+    return 1;
+}
+
+/* As tp_group_forward, with the checks made once here, before any rank starts. */
+int tp_group_forward_sample(TpGroup *g, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
+                            LogprobEntry *lps, char *err) {
+    if (!tp_group_can_sample(g)) return pg_err(err, "tensor parallel: the backends cannot sample on the device");
+    if (model_check_batch(g->ranks[0].m, b, err) != 0) return -1;
+    if (b->num_logits_rows > g->ranks[0].m->max_seqs || sb->num_rows != b->num_logits_rows)
+        return pg_err(err, "tensor parallel sampling: %d logits rows, %d sample rows (at most max_seqs %d)",
+                      b->num_logits_rows, sb->num_rows, g->ranks[0].m->max_seqs);
+    g->batch = b;
+    g->logits = NULL;
+    g->sb = sb;
+    g->tokens = tokens;
+    g->lps = lps;
+    return run_job(g, JOB_FORWARD_SAMPLE, err);
+}
+
 void tp_group_free(TpGroup *g) {
     if (!g) return;
+    /* the rank Models first (the CPU backend aliases views into the host weights), each on its
+     * worker when every worker runs (else here: a worker that failed to start has no Model) */
+    if (g->nthreads == g->n) run_job(g, JOB_FREE, NULL);
     if (g->nthreads > 0) {
         run_job(g, JOB_EXIT, NULL);
         for (int r = 0; r < g->nthreads; r++) pthread_join(g->threads[r], NULL);
     }
-    /* the rank Models first: the CPU backend aliases views into the host weights */
     if (g->ranks)
         for (int r = 0; r < g->n; r++) model_free(g->ranks[r].m);
     weights_free(&g->host);
@@ -196,5 +247,6 @@ void tp_group_free(TpGroup *g) {
     free(g->threads);
     free(g->rc);
     free(g->errs);
+    free(g->mem_free);
     free(g);
 }

@@ -21,8 +21,10 @@
  * columns into the caller's host [R, V] buffer (an all-gather through host memory: the ranks
  * are threads of one process), then a barrier. Two all-reduces per layer, as in vLLM/Megatron.
  *
- * Threads: the group's own workers run the ranks; tp_group_* are called from one thread (the
- * engine thread). The backends and comms are the caller's and must outlive the group. */
+ * Threads: the group's own workers run the ranks (every backend op of rank r, load, KV, forward,
+ * sampling, free, runs on worker r, which bound its device with Comm.bind_thread); tp_group_*
+ * are called from one thread (the engine thread). The backends and comms are the caller's and
+ * must outlive the group. */
 #ifndef PAGELLM_MODEL_TP_FORWARD_H
 #define PAGELLM_MODEL_TP_FORWARD_H
 #include "backend/backend.h"
@@ -49,8 +51,21 @@ const ModelWeights *tp_group_host_weights(const TpGroup *g);
 int tp_group_alloc_kv(TpGroup *g, int num_blocks, int block_size, char *err);
 /* KV cache bytes per block on one rank (for KV sizing: each GPU holds only its heads). */
 size_t tp_group_kv_bytes_per_block(const TpGroup *g, int block_size);
+/* Free device memory of the rank with the least (each worker asks its own device), bytes;
+ * -1 if some rank's backend cannot tell. For KV sizing: every rank gets the same block count. */
+long long tp_group_mem_free(TpGroup *g);
 /* One step, as model_forward(): logits host float32 [b->num_logits_rows, V]. 0 or -1 + err. */
 int tp_group_forward(TpGroup *g, const BatchMeta *b, float *logits, char *err);
+/* 1 when tp_group_forward_sample can run: every rank's backend has `sample`, `logits_device`
+ * and `logits_from_shards` (backend.h) and the rank Models made their gather buffers. */
+int tp_group_can_sample(const TpGroup *g);
+/* One step with sampling on rank 0's device (EngineRunner.forward_sample): every rank keeps its
+ * logits shard on its device, an all-gather brings all shards to every rank, every rank
+ * assembles the [R, V] logits (logits_from_shards: the same buffers on every rank, so CUDA graph
+ * decisions stay in lock step) and rank 0 samples them with its `sample` op (sb as
+ * sample/sample_batch.h; at most max_seqs rows). tokens[R] and lps as the `sample` op. */
+int tp_group_forward_sample(TpGroup *g, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
+                            LogprobEntry *lps, char *err);
 void tp_group_free(TpGroup *g);
 
 #endif

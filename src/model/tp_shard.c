@@ -6,6 +6,7 @@
 
 #include "util/err.h"
 #include "util/rng.h"
+#include "util/threadpool.h"
 
 int tp_layout_init(TpLayout *lay, const ModelConfig *c, int rank, int size, char *err) {
     memset(lay, 0, sizeof *lay);
@@ -85,15 +86,39 @@ static void store_dummy(const Tensor *t, void *dst, int64_t j, float v) {
     }
 }
 
+typedef struct FillJob {
+    const Tensor *t;
+    void *dst;
+    uint64_t seed;
+    int64_t row0, rows, col0, cols;
+} FillJob;
+
+/* Rows [ith * rows / nth, (ith + 1) * rows / nth) of the block. */
+static void fill_rows(void *arg, int ith, int nth) {
+    const FillJob *f = arg;
+    const Tensor *t = f->t;
+    const int64_t ld = t->ndim >= 2 ? t->shape[1] : 1;
+    const int64_t i0 = f->rows * ith / nth, i1 = f->rows * (ith + 1) / nth;
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = 0; j < f->cols; j++) {
+            uint64_t g = (uint64_t)((f->row0 + i) * ld + f->col0 + j);
+            store_dummy(t, f->dst, i * f->cols + j,
+                        dummy_weight_value(f->seed, t->id, g, t->dummy_center, t->dummy_half_width));
+        }
+}
+
 void tp_fill_dummy_block(const Tensor *t, void *dst, uint64_t seed, int64_t row0, int64_t rows,
                          int64_t col0, int64_t cols) {
-    const int64_t ld = t->ndim >= 2 ? t->shape[1] : 1;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            uint64_t g = (uint64_t)((row0 + i) * ld + col0 + j);
-            store_dummy(t, dst, i * cols + j,
-                        dummy_weight_value(seed, t->id, g, t->dummy_center, t->dummy_half_width));
-        }
+    FillJob f = {t, dst, seed, row0, rows, col0, cols};
+    /* Large blocks over all cores: dummy shards of a 32B model are ~16G values per rank, minutes
+     * on one thread. Each thread writes its own rows, so the values do not depend on the split. */
+    ThreadPool *pool = rows > 1 && rows * cols >= (1 << 22) ? pool_new(0, NULL) : NULL;
+    if (pool) {
+        pool_run(pool, fill_rows, &f);
+        pool_free(pool);
+    } else {
+        fill_rows(&f, 0, 1);
+    }
 }
 
 int tp_shard_tensor(const TpLayout *lay, int num_layers, int id, const Tensor *full, int dummy,

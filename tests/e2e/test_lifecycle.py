@@ -38,7 +38,7 @@ def test_help_documents_every_flag():
     (["--block-size", "7"], "--block-size"),
     (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
     (["--kv-cache-memory", "lots"], "--kv-cache-memory"),
-    (["--tensor-parallel-size", "2"], "tensor parallelism"),
+    (["--tensor-parallel-size", "0"], "--tensor-parallel-size"),
     (["--kv-cache-dtype", "fp8", "--device", "cpu"], "fp8"),
     (["--device", "tpu"], "--device"),
     (["--dtype", "float16"], "--dtype"),

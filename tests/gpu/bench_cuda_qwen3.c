@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "gpu_bw.h"
 #include "gpu_util.h"
 #include "util/timeutil.h"
 
@@ -243,27 +244,6 @@ static int cmp_d(const void *a, const void *b) {
 static double median(double *v, int n) { qsort(v, n, sizeof *v, cmp_d); return n ? v[n / 2] : 0; }
 
 /* ---------------- floors ---------------- */
-
-static double copy_bandwidth_TBps(void) {
-    size_t bytes = 2ull << 30;
-    void *a, *c;
-    if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&c, bytes) != cudaSuccess) return 0;
-    cudaMemset(a, 0x3c, bytes);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0); cudaEventCreate(&e1);
-    double ts[20];
-    for (int i = -3; i < 20; i++) {
-        cudaEventRecord(e0, 0);
-        cudaMemcpyAsync(c, a, bytes, cudaMemcpyDeviceToDevice, 0);
-        cudaEventRecord(e1, 0);
-        cudaEventSynchronize(e1);
-        float ms; cudaEventElapsedTime(&ms, e0, e1);
-        if (i >= 0) ts[i] = ms;
-    }
-    cudaFree(a); cudaFree(c);
-    cudaEventDestroy(e0); cudaEventDestroy(e1);
-    return 2.0 * bytes / (median(ts, 20) * 1e-3) / 1e12;
-}
 
 static double gemm_TFLOPs(Backend *b) {
     const int n = 8192;

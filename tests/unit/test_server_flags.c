@@ -107,6 +107,17 @@ TEST(api_key_env) {
     unsetenv("PAGELLM_API_KEY");
 }
 
+TEST(tensor_parallel) {
+    ServeConfig c;
+    char err[PG_ERR_LEN] = "";
+    EXPECT_EQ_INT(parse(&c, err, 3, "m", "-tp", "2"), 0);
+    EXPECT(c.tensor_parallel_size == 2 && c.engine.tensor_parallel_size == 2);
+    serve_config_free(&c);
+    EXPECT_EQ_INT(parse(&c, err, 2, "m", "--tensor-parallel-size=4"), 0);
+    EXPECT_EQ_INT(c.engine.tensor_parallel_size, 4);
+    serve_config_free(&c);
+}
+
 TEST(byte_sizes) {
     EXPECT_EQ_INT(parse_byte_size("1000"), 1000);
     EXPECT_EQ_INT(parse_byte_size("4KiB"), 4096);
@@ -132,8 +143,8 @@ TEST(refusals) {
     refused("--port: value 65536 is out of range", 2, "--port", "65536", NULL);
     refused("--port: missing value", 1, "--port", NULL, NULL);
     refused("--block-size: invalid choice 12", 2, "--block-size", "12", NULL);
-    refused("tensor parallelism is not implemented", 2, "--tensor-parallel-size", "2", NULL);
-    refused("tensor parallelism is not implemented", 2, "-tp", "4", NULL);
+    refused("--tensor-parallel-size: value 0 is out of range [1, 64]", 2, "--tensor-parallel-size", "0", NULL);
+    refused("--tensor-parallel-size: invalid integer value 'two'", 2, "-tp", "two", NULL);
     refused("fp8 KV cache needs the CUDA backend", 3, "--kv-cache-dtype", "fp8", "--device=cpu");
     refused("--kv-cache-dtype: invalid choice 'int3'", 2, "--kv-cache-dtype", "int3", NULL);
     refused("--dtype float16: not supported", 2, "--dtype", "float16", NULL);
@@ -169,6 +180,7 @@ int main(void) {
     RUN(every_flag);
     RUN(data_parallel_size);
     RUN(api_key_env);
+    RUN(tensor_parallel);
     RUN(byte_sizes);
     RUN(refusals);
     TEST_MAIN_END();

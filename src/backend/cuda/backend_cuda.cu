@@ -398,7 +398,11 @@ static void cu_sync(Backend *b) {
 static void cu_destroy(Backend *b) {
     if (!b) return;
     CudaCtx *c = cuda_ctx(b);
+    int prev = -1;
     if (c) {
+        /* a TP engine frees every rank's backend from one thread: work on this one's GPU */
+        if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+        cudaSetDevice(c->device);
         cudaStreamSynchronize(c->stream);
         if (c->profile) cuda_profile_report(c);
         if (c->graph_captures)
@@ -422,6 +426,7 @@ static void cu_destroy(Backend *b) {
         if (c->meta_done) cudaEventDestroy(c->meta_done);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
+        if (prev >= 0) cudaSetDevice(prev);
     }
     free(b);
 }
@@ -432,6 +437,7 @@ static const BackendOps CUDA_OPS = {
     cu_rmsnorm,   cu_matmul,      cu_qk_norm_rope, cu_kv_store,  cu_attention,
     cu_silu_mul,  cu_gather_rows, cu_logits,    cu_sample, cu_sync, cu_destroy,
     cu_mem_total, cuda_capture_graphs,
+    cuda_logits_device, cuda_logits_from_shards,
 };
 
 static int env_int(const char *name, int dflt) {

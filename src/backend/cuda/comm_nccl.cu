@@ -8,10 +8,15 @@
  * rank threads on a host barrier. NCCL_NVLS_ENABLE=0 (NVLink multicast off) is set unless the
  * environment says otherwise.
  *
- * CUDA graphs: NCCL collectives can be captured into a graph (NCCL >= 2.9), but the CUDA backend
- * records a decode step's ops and launches them at logits time; a collective enqueued directly
- * would overtake them. Until the backend logs collectives as graph ops (OP_ALL_REDUCE, see
- * docs/distributed.md), a collective during a recorded step fails with a message. */
+ * CUDA graphs: NCCL collectives can be captured into a graph (NCCL >= 2.9). The CUDA backend
+ * records a decode step's ops and launches, captures or replays them at logits time, so a
+ * collective enqueued directly would overtake them: all_reduce_sum therefore hands the backend
+ * an OP_ALLREDUCE record (graph.cu), appended to the log of a recorded step like any op and run
+ * through cuda_comm_exec; the graphs of a decode step contain its all-reduces. all_gather (the
+ * logits, after the step's graph) flushes any recorded ops first and enqueues directly.
+ * A failing NCCL call inside a recorded step cannot be returned as an error (the step is already
+ * under way on the other ranks): it aborts with NCCL's message, as CUDA_CHECK does. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,28 +56,35 @@ static int nccl_type(DType dt, ncclDataType_t *t) {
     }
 }
 
-static int check_ready(Comm *c, DType dt, ncclDataType_t *t, char *err) {
-    if (nccl_type(dt, t) != 0) return pg_err(err, "nccl: dtype %s not supported", dtype_name(dt));
-    if (cuda_ctx(nctx(c)->be)->recording)
-        return pg_err(err, "nccl: collective during a CUDA-graph-recorded step; create the CUDA "
-                           "backends with enforce_eager for tensor parallelism");
-    return 0;
+void cuda_comm_exec(CudaCtx *c, const OpRec *r) {
+    ncclResult_t e = ncclAllReduce(r->p[0], (void *)r->p[0], (size_t)r->i[0], (ncclDataType_t)r->i[1], ncclSum,
+                                   (ncclComm_t)r->p[1], c->stream);
+    if (e != ncclSuccess) {
+        fprintf(stderr, "nccl: all-reduce of %d elements on GPU %d: %s\n", r->i[0], c->device, ncclGetErrorString(e));
+        abort();
+    }
 }
 
+/* An OP_ALLREDUCE record: logged in a recorded step (so a graph captures it), else run now. */
 static int nccl_all_reduce_sum(Comm *c, void *buf, size_t count, DType dt, char *err) {
     ncclDataType_t t = ncclFloat32;
-    if (check_ready(c, dt, &t, err)) return -1;
+    if (nccl_type(dt, &t) != 0) return pg_err(err, "nccl: dtype %s not supported", dtype_name(dt));
+    if (count > (size_t)INT_MAX) return pg_err(err, "nccl: all-reduce of %zu elements: too many", count);
     NcclCtx *x = nctx(c);
-    ncclResult_t r = ncclAllReduce(buf, buf, count, t, ncclSum, x->comm, cuda_ctx(x->be)->stream);
-    if (r != ncclSuccess) return pg_err(err, "nccl: all-reduce of %zu elements on rank %d: %s", count, c->rank,
-                                        ncclGetErrorString(r));
+    CudaCtx *cc = cuda_ctx(x->be);
+    OpRec r;
+    memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */
+    r.kind = OP_ALLREDUCE; r.p[0] = buf; r.p[1] = x->comm; r.i[0] = (int)count; r.i[1] = (int)t;
+    if (cc->recording) *cuda_graph_append(cc) = r;
+    else cuda_oprec_run(cc, &r);
     return 0;
 }
 
 static int nccl_all_gather(Comm *c, void *dst, const void *src, size_t count, DType dt, char *err) {
     ncclDataType_t t = ncclFloat32;
-    if (check_ready(c, dt, &t, err)) return -1;
+    if (nccl_type(dt, &t) != 0) return pg_err(err, "nccl: dtype %s not supported", dtype_name(dt));
     NcclCtx *x = nctx(c);
+    cuda_graph_flush(cuda_ctx(x->be)); /* recorded ops first: they produce src */
     ncclResult_t r = ncclAllGather(src, dst, count, t, x->comm, cuda_ctx(x->be)->stream);
     if (r != ncclSuccess) return pg_err(err, "nccl: all-gather of %zu elements on rank %d: %s", count, c->rank,
                                         ncclGetErrorString(r));
@@ -171,6 +183,12 @@ fail:
 }
 
 #else /* built without libnccl */
+
+void cuda_comm_exec(CudaCtx *c, const OpRec *r) {
+    (void)r;
+    fprintf(stderr, "cuda: an all-reduce record on GPU %d in a build without NCCL\n", c->device);
+    abort();
+}
 
 extern "C" int comm_nccl_new_all(Comm **out, Backend **backends, int n, char *err) {
     (void)out; (void)backends; (void)n;

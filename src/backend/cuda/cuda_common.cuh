@@ -83,7 +83,8 @@ typedef struct GemmPlan {
  * from start-up; see graph.cu. */
 typedef enum {
     OP_EMBED = 1, OP_RMSNORM, OP_MATMUL, OP_QKROPE, OP_KVSTORE, OP_ATTN, OP_SILU, OP_GATHER,
-    OP_LOGITS
+    OP_LOGITS,
+    OP_ALLREDUCE   /* tensor parallelism: p[0] buf, p[1] ncclComm_t, i[0] count, i[1] ncclDataType_t */
 } OpKind;
 
 typedef struct OpRec {
@@ -277,6 +278,15 @@ void cuda_logits_reserve(CudaCtx *c, int rows);
 void cuda_attn_reserve(CudaCtx *c, int max_seqs);
 void cuda_profile_report(CudaCtx *c);
 OpRec *cuda_graph_append(CudaCtx *c);
+
+/* comm_nccl.cu: runs an OP_ALLREDUCE record (ncclAllReduce in place on c->stream; eager, or
+ * into a graph being captured). comm_nccl's all_reduce_sum appends it to the log of a recorded
+ * step like any op, so decode graphs contain the collectives. */
+void cuda_comm_exec(CudaCtx *c, const OpRec *r);
+
+/* logits_shards.cu: the backend ops logits_device and logits_from_shards (backend.h). */
+const float *cuda_logits_device(Backend *b);
+void cuda_logits_from_shards(Backend *b, const float *shards, int n, int R, int Vs, int V);
 
 /* Split-KV factor for a decode batch of Sd sequences (depends on the batch size only, so that a
  * CUDA graph captured for Sd stays valid as contexts grow). */

@@ -16,7 +16,12 @@
  *
  * cuda_capture_graphs() (the backend op capture_graphs) drives that machinery at start-up:
  * dummy decode batches of every capture size through the model's forward, a warm-up pass and
- * a capture pass, largest first, after reserving the buffers later steps could grow. */
+ * a capture pass, largest first, after reserving the buffers later steps could grow.
+ *
+ * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
+ * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
+ * batches in lock step and the replay / capture / eager decision depends only on the batch and
+ * on scratch sizes that are equal on every rank, so the collectives pair up. */
 #include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -69,12 +74,12 @@ void cuda_oprec_run(CudaCtx *c, const OpRec *r) {
 
 void cuda_profile_report(CudaCtx *c) {
     static const char *names[] = {"?", "embed", "rmsnorm", "matmul", "qk_norm_rope", "kv_store",
-                                  "attention", "silu_mul", "gather_rows", "logits"};
+                                  "attention", "silu_mul", "gather_rows", "logits", "all_reduce"};
     double tot = 0;
-    for (int k = 1; k <= OP_LOGITS; k++) tot += c->prof_ms[k];
+    for (int k = 1; k <= OP_ALLREDUCE; k++) tot += c->prof_ms[k];
     if (tot <= 0) return;
     fprintf(stderr, "cuda profile (eager ops of steps with T >= 512), total %.2f ms:\n", tot);
-    for (int k = 1; k <= OP_LOGITS; k++)
+    for (int k = 1; k <= OP_ALLREDUCE; k++)
         if (c->prof_n[k])
             fprintf(stderr, "  %-13s %9.2f ms %5.1f%%  (%ld calls)\n", names[k], c->prof_ms[k],
                     100 * c->prof_ms[k] / tot, c->prof_n[k]);
@@ -126,6 +131,9 @@ static void oprec_exec(CudaCtx *c, const OpRec *r) {
     case OP_LOGITS:
         cuda_gemm(c, (void *)r->p[0], 1, (const bf16 *)r->p[1], (const bf16 *)r->p[2], r->i[0],
                   r->i[1], r->i[2]);
+        break;
+    case OP_ALLREDUCE:
+        cuda_comm_exec(c, r);
         break;
     default:
         fprintf(stderr, "cuda graph: bad op record %d\n", r->kind);
