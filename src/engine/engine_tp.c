@@ -49,9 +49,18 @@ int engine_tp_new(EngineTp **out, const EngineConfig *cfg, const ModelLoadOption
         per = 1;
     }
     char berr[PG_ERR_LEN];
+    /* CUDA graphs holding the NCCL all-reduce hung on the first 2-GPU run (H200 x2, NCCL 2.28.3,
+     * test_tp_nccl --graphs): until that is understood, TP ranks run eagerly unless
+     * PAGELLM_TP_GRAPHS=1 asks for graphs. */
+    int eager = cfg->enforce_eager;
+    if (!cpu && !eager && !getenv("PAGELLM_TP_GRAPHS")) {
+        LOG_W("--tensor-parallel-size %d: CUDA graphs are off under tensor parallelism in this version "
+              "(graphs with NCCL inside hung on the first GPU run; PAGELLM_TP_GRAPHS=1 tries them)", n);
+        eager = 1;
+    }
     for (int r = 0; r < n; r++) {
         BackendOptions bo = {.threads = cpu ? per : cfg->threads, .device_id = r, .kv_dtype = cfg->kv_cache_dtype,
-                             .enforce_eager = cfg->enforce_eager};
+                             .enforce_eager = eager};
         if (!(t->be[r] = backend_new(dev, &bo, berr))) {
             pg_err(err, "--tensor-parallel-size %d: rank %d: %s", n, r, berr);
             goto fail;
