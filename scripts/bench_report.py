@@ -29,6 +29,20 @@ def main(path):
         lines += ["", f"Offline `pagellm bench throughput`: {t}"]
     if "hf_baseline" in res:
         lines += ["", "HF transformers baseline (same card): " + json.dumps(res["hf_baseline"])]
+    st = res.get("structured")
+    if st:
+        lines += ["", "Structured outputs, 64 concurrent requests of 512 in / 256 out (`bench serve --extra-body`"
+                  " with a JSON schema vs unconstrained; none1 is the cold-prefix-cache run, json and none2 the"
+                  " like-for-like pair):", "",
+                  "| run | requests | output tokens | output tok/s | median TTFT ms | median TPOT ms | median ITL ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for k in ("none1", "json", "none2"):
+            r = st.get(k)
+            if r:
+                lines.append(f"| {k} | {r['completed']} | {r['total_output_tokens']} | {r['output_throughput']:.0f} | "
+                             f"{r['median_ttft_ms']:.1f} | {r['median_tpot_ms']:.2f} | {r['median_itl_ms']:.2f} |")
+        json_ratio = st.get("json", {}).get("output_throughput", 0) / max(st.get("none2", {}).get("output_throughput", 1), 1e-9)
+        lines += ["", f"JSON schema / unconstrained (json vs none2): {100 * json_ratio:.1f}% of output throughput"]
     if "note" in res:
         lines += ["", "Note: " + res["note"]]
     open(base + ".md", "w").write("\n".join(lines) + "\n")
