@@ -221,6 +221,8 @@ static void cpu_destroy(Backend *b) {
         free(bt->token_ids); free(bt->positions); free(bt->slot_mapping); free(bt->token_seq);
         free(bt->query_start); free(bt->seq_lens); free(bt->block_tables); free(bt->logits_rows);
         free(c->rope_cos); free(c->rope_sin); free(c->xsplit);
+        free(c->logits_keep);
+        cpu_samplers_free(c);
         for (size_t i = 0; i < c->n_owned; i++) free(c->owned[i]);
         free(c->owned);
         free(c);
@@ -247,6 +249,7 @@ static const BackendOps CPU_OPS = {
     .silu_mul = cpu_silu_mul,
     .gather_rows = cpu_gather_rows,
     .logits = cpu_logits,
+    .sample = cpu_sample,
     .sync = NULL,
     .destroy = cpu_destroy,
 };

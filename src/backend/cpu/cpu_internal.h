@@ -44,6 +44,12 @@ typedef struct CpuCtx {
     /* matmul: x split into three bf16 planes for the AVX-512-BF16 kernel, [3, rows, K] */
     uint16_t *xsplit;
     size_t xsplit_cap;
+    /* logits kept by logits(b, NULL, ...) for the sample op (cpu_sample.c), [logits_R, logits_V] */
+    float *logits_keep;
+    size_t logits_keep_cap;   /* bytes */
+    int logits_R, logits_V;
+    struct Sampler *samplers; /* [nthreads], created on the first sample call */
+    int samplers_V;
     /* weights this backend allocated (dummy fills), freed by weight_free / destroy */
     void **owned;
     size_t n_owned, cap_owned;
@@ -74,6 +80,9 @@ void cpu_attention(Backend *b, void *out, const void *q, const void *kcache, con
 void cpu_embed(Backend *b, void *out, const Tensor *emb, int D);
 void cpu_silu_mul(Backend *b, void *out, const void *gate, const void *up, int rows, int F);
 void cpu_gather_rows(Backend *b, void *out, const void *x, int D);
+/* cpu_sample.c: the host sampler over the kept logits (the `sample` op), and its teardown. */
+int cpu_sample(Backend *b, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
+void cpu_samplers_free(CpuCtx *c);
 
 /* Rope inverse frequencies [hd/2] exactly as HF computes them in float32 (default and llama3). */
 void cpu_rope_inv_freq(const RopeParams *rope, int hd, float *inv_freq);

@@ -119,5 +119,13 @@ void cpu_matmul(Backend *b, void *out, const void *x, const Tensor *w, const Ten
 
 void cpu_logits(Backend *b, float *logits_host, const void *x, const Tensor *lm_head, int R, int D, int V) {
     CHECK(lm_head->ndim == 2 && lm_head->shape[0] == V && lm_head->shape[1] == D);
-    matmul_run(cpu_ctx(b), logits_host, x, lm_head, NULL, R, V, D);
+    CpuCtx *c = cpu_ctx(b);
+    if (!logits_host) {
+        /* kept for the sample op (cpu_sample.c) */
+        CHECK(cpu_scratch_reserve((void **)&c->logits_keep, &c->logits_keep_cap, (size_t)R * V * sizeof(float)) == 0);
+        logits_host = c->logits_keep;
+    }
+    c->logits_R = R;
+    c->logits_V = V;
+    matmul_run(c, logits_host, x, lm_head, NULL, R, V, D);
 }
