@@ -159,6 +159,14 @@ with open("/tmp/pagellm-engine-in.jsonl", "w") as f:
   { python3 -c "print('engine 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
     grep -iE "memory:|weights|KV cache|blocks|ready|graph" /tmp/engine.log | head -10; } | tee "$OUT/engine.txt"
   cp /tmp/engine.log "$OUT/engine.log"
+  # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
+  t0=$(date +%s.%N)
+  timeout 300 $FB/pagellm generate --model $M --load-format dummy --device cuda --kv-cache-dtype fp8 \
+    --input /tmp/pagellm-engine-in.jsonl --output /tmp/pagellm-engine-out-fp8.jsonl \
+    --max-num-seqs 256 --max-num-batched-tokens 8192 > /tmp/engine_fp8.log 2>&1
+  rc=$?; t1=$(date +%s.%N)
+  { python3 -c "print('engine fp8 KV 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
+    grep -iE "KV cache:|ready" /tmp/engine_fp8.log | head -3; } | tee -a "$OUT/engine.txt"
 fi
 
 # ---------------------------------------------------------------- speed
@@ -176,6 +184,13 @@ if [ $DEV -eq 1 ]; then
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
 fi
+
+# where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
+for kv in "" --kv-fp8; do
+  echo "== decode op profile ${kv:-bf16 KV}" >> "$OUT/bench.log"
+  timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 --op-profile 2>&1 >/dev/null |
+    grep -E "decode bs|op profile" >> "$OUT/bench.log"
+done
 
 # where prefill time goes (per-op events, synchronizing: not a timing run)
 PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |

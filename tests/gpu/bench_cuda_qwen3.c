@@ -7,6 +7,7 @@
  * the host. Output: a human table on stderr and one JSON object on stdout.
  * Usage: bench_cuda_qwen3 [8b|4b|0.6b] [--decode N] [--bs-list 1,8,...] [--ctx N] [--no-graphs]
  *                         [--op-profile]  (per-op times of one batched step, synchronized)
+ *                         [--kv-fp8]      (fp8 e4m3 KV cache, as --kv-cache-dtype fp8)
  * Needs a GPU; not run by CTest. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -111,6 +112,9 @@ static void net_alloc_kv(Net *n, int num_blocks, int block_size) {
     n->kc = calloc(n->s.L, sizeof(void *));
     n->vc = calloc(n->s.L, sizeof(void *));
     int64_t elems = (int64_t)num_blocks * block_size * n->s.Hkv * n->s.hd;
+    /* an fp8 cache is half the bytes: the same dummy bf16 fill over half the elements (random
+     * bytes as fp8 codes; the timing does not depend on the values) */
+    if (n->b->kv_dtype == DT_FP8_E4M3) elems = (elems + 1) / 2;
     for (int l = 0; l < n->s.L; l++) {
         Tensor tk, tv;
         double wb = n->weight_bytes;
@@ -272,6 +276,7 @@ int main(int argc, char **argv) {
     double t_start = time_now_s();
     const Shape *s = &SHAPES[0];
     int decode_steps = 256, prompt = 128, prefill = 2048, ctx = 512, enforce_eager = 0, op_profile = 0;
+    int kv_fp8 = 0;
     int bs_list[16] = {1, 8, 32, 64, 128, 256}, nbs = 6;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "8b")) s = &SHAPES[0];
@@ -281,6 +286,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-graphs")) enforce_eager = 1;
         else if (!strcmp(argv[i], "--op-profile")) op_profile = 1;
+        else if (!strcmp(argv[i], "--kv-fp8")) kv_fp8 = 1;
         else if (!strcmp(argv[i], "--bs-list") && i + 1 < argc) {
             nbs = 0;
             for (char *p = strtok(argv[++i], ","); p && nbs < 16; p = strtok(NULL, ",")) bs_list[nbs++] = atoi(p);
@@ -288,7 +294,7 @@ int main(int argc, char **argv) {
     }
     char err[512];
     BackendOptions o = {0};
-    o.kv_dtype = DT_COUNT;
+    o.kv_dtype = kv_fp8 ? DT_FP8_E4M3 : DT_COUNT;
     o.enforce_eager = enforce_eager;
     Backend *b = backend_new("cuda", &o, err);
     if (!b) { fprintf(stderr, "%s\n", err); return 2; }

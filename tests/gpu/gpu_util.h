@@ -19,11 +19,35 @@ static inline void *xmalloc(size_t n) {
     return p;
 }
 
-/* Host float array -> bytes in dtype dt (f32 or bf16). */
+/* fp8 e4m3 (the KV cache's fp8: 4 exponent bits, bias 7, 3 mantissa bits, no infinities,
+ * max 448), rounding to nearest even and saturating as the device conversion
+ * (__nv_cvt_float2_to_fp8x2 with __NV_SATFINITE) does. */
+static inline uint8_t f32_to_fp8e4m3(float x) {
+    uint8_t sign = signbit(x) ? 0x80 : 0;
+    float a = fabsf(x);
+    if (isnan(x)) return 0x7f;
+    if (a >= 448.0f) return sign | 0x7e;
+    if (a < 0.015625f) return sign | (uint8_t)(int)nearbyintf(a * 512.0f); /* subnormal (8 -> 0x08) */
+    int e;
+    float fr = frexpf(a, &e);
+    int mi = (int)nearbyintf((fr * 2.0f - 1.0f) * 8.0f), E = e + 6;
+    if (mi == 8) { mi = 0; E++; }
+    if (E > 15 || (E == 15 && mi == 7)) return sign | 0x7e;
+    return sign | (uint8_t)(E << 3) | (uint8_t)mi;
+}
+static inline float fp8e4m3_to_f32(uint8_t v) {
+    int E = (v >> 3) & 15, m = v & 7;
+    if (E == 15 && m == 7) return NAN;
+    float a = E == 0 ? ldexpf((float)m, -9) : ldexpf(1.0f + m / 8.0f, E - 7);
+    return (v & 0x80) ? -a : a;
+}
+
+/* Host float array -> bytes in dtype dt (f32, bf16 or fp8 e4m3). */
 static inline void *host_encode(const float *x, size_t n, DType dt) {
     void *out = xmalloc(n * dtype_size(dt));
     if (dt == DT_F32) memcpy(out, x, n * 4);
     else if (dt == DT_BF16) for (size_t i = 0; i < n; i++) ((uint16_t *)out)[i] = f32_to_bf16(x[i]);
+    else if (dt == DT_FP8_E4M3) for (size_t i = 0; i < n; i++) ((uint8_t *)out)[i] = f32_to_fp8e4m3(x[i]);
     else { fprintf(stderr, "host_encode: dtype %s\n", dtype_name(dt)); abort(); }
     return out;
 }
@@ -31,6 +55,7 @@ static inline void *host_encode(const float *x, size_t n, DType dt) {
 static inline void host_decode(float *out, const void *src, size_t n, DType dt) {
     if (dt == DT_F32) memcpy(out, src, n * 4);
     else if (dt == DT_BF16) for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)src)[i]);
+    else if (dt == DT_FP8_E4M3) for (size_t i = 0; i < n; i++) out[i] = fp8e4m3_to_f32(((const uint8_t *)src)[i]);
     else { fprintf(stderr, "host_decode: dtype %s\n", dtype_name(dt)); abort(); }
 }
 

@@ -370,10 +370,14 @@ static void test_embed_gather(int T, int V, int D) {
     free(emb); free(out); free(ref); free(gref);
 }
 
+static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
+
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
- * and decodes, over a shuffled block table. */
-static void test_attention(const char *label, int S, const int *prefix, const int *chunk, int Hq,
-                           int Hkv, int hd, int block_size) {
+ * and decodes, over a shuffled block table. fp8: the cache values (and this step's k/v) are
+ * made fp8-representable first, so the float64 reference sees exactly what the fp8 cache
+ * holds, and only the fp8-KV backend runs. */
+static void test_attention_kv(const char *label, int S, const int *prefix, const int *chunk, int Hq,
+                              int Hkv, int hd, int block_size, int fp8) {
     Batch B;
     batch_build(&B, S, prefix, chunk, block_size, 1000);
     int T = B.m.num_tokens, G = Hq / Hkv;
@@ -381,6 +385,11 @@ static void test_attention(const char *label, int S, const int *prefix, const in
     float *kfull = xmalloc(4 * nslots * row), *vfull = xmalloc(4 * nslots * row);
     fill_rand(&RNG, kfull, nslots * row, 2.0f);
     fill_rand(&RNG, vfull, nslots * row, 1.0f);
+    if (fp8)
+        for (size_t i = 0; i < nslots * row; i++) {
+            kfull[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(kfull[i]));
+            vfull[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(vfull[i]));
+        }
     float *q = xmalloc(4 * (size_t)T * Hq * hd), *kn = xmalloc(4 * (size_t)T * row),
           *vn = xmalloc(4 * (size_t)T * row);
     fill_rand(&RNG, q, (size_t)T * Hq * hd, 2.0f);
@@ -425,9 +434,11 @@ static void test_attention(const char *label, int S, const int *prefix, const in
     snprintf(shape, sizeof shape, "%s Hq=%d Hkv=%d hd=%d T=%d", label, Hq, Hkv, hd, T);
     float *out = xmalloc(4 * (no > nslots * row ? no : nslots * row));
     double *cref = xmalloc(8 * nslots * row);
-    for (int k = 0; k < NBK; k++) {
-        Backend *b = BK[k].b;
-        if (k > 0 && strncmp(BK[k].name, "cuda-", 5) == 0) continue;
+    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV};
+    for (int k = 0; k < (fp8 ? 1 : NBK); k++) {
+        const NamedBackend *nb = fp8 ? &fp8nb : &BK[k];
+        Backend *b = nb->b;
+        if (!fp8 && k > 0 && strncmp(BK[k].name, "cuda-", 5) == 0) continue;
         DType kvt = b->kv_dtype;
         void *kc = dev_upload(b, kpre, nslots * row, kvt), *vc = dev_upload(b, vpre, nslots * row, kvt);
         void *dq = dev_upload(b, q, (size_t)T * Hq * hd, b->act_dtype);
@@ -438,7 +449,7 @@ static void test_attention(const char *label, int S, const int *prefix, const in
         b->ops->kv_store(b, kc, vc, dk, dv, Hkv, hd);
         b->ops->attention(b, dout, dq, kc, vc, Hq, Hkv, hd);
         dev_download(b, out, dout, no, b->act_dtype);
-        report("attention", shape, &BK[k], rel_err(out, ref, no), bound_for(b));
+        report("attention", shape, nb, rel_err(out, ref, no), bound_for(b));
         /* the whole cache after kv_store equals kfull/vfull (exact up to the kv dtype) */
         for (size_t i = 0; i < nslots * row; i++) cref[i] = kfull[i];
         dev_download(b, out, kc, nslots * row, kvt);
@@ -446,13 +457,19 @@ static void test_attention(const char *label, int S, const int *prefix, const in
         for (size_t i = 0; i < nslots * row; i++) cref[i] = vfull[i];
         dev_download(b, out, vc, nslots * row, kvt);
         double ev = rel_err(out, cref, nslots * row);
-        report("kv_store", shape, &BK[k], ek > ev ? ek : ev, 0.0);
+        report("kv_store", shape, nb, ek > ev ? ek : ev, 0.0);
         b->ops->free(b, kc); b->ops->free(b, vc); b->ops->free(b, dq); b->ops->free(b, dk);
         b->ops->free(b, dv); b->ops->free(b, dout);
     }
     batch_free(&B);
     free(kfull); free(vfull); free(q); free(kn); free(vn); free(kpre); free(vpre);
     free(ref); free(sc); free(out); free(cref);
+}
+
+static void test_attention(const char *label, int S, const int *prefix, const int *chunk, int Hq,
+                           int Hkv, int hd, int block_size) {
+    test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0);
+    if (FP8KV) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1);
 }
 
 static void attention_suite(void) {
@@ -698,6 +715,11 @@ int main(void) {
         if (gv) BK[NBK++] = (NamedBackend){"cuda-gemv", gv};
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
+        BackendOptions fo = {0};
+        fo.kv_dtype = DT_FP8_E4M3;
+        fo.enforce_eager = 1;
+        FP8KV = backend_new("cuda", &fo, err);
+        if (!FP8KV) printf("FAIL: cuda backend with an fp8 KV cache: %s\n", err), gpu_failures++;
     }
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;

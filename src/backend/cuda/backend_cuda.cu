@@ -459,8 +459,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
         pg_err(err, "cuda: device %d does not exist (%d device(s) visible)", dev, ndev);
         return NULL;
     }
-    if (opt && opt->kv_dtype != DT_COUNT && opt->kv_dtype != DT_BF16) {
-        pg_err(err, "cuda: kv cache dtype %s is not supported by the CUDA backend (use bf16)",
+    if (opt && opt->kv_dtype != DT_COUNT && opt->kv_dtype != DT_BF16 && opt->kv_dtype != DT_FP8_E4M3) {
+        pg_err(err, "cuda: kv cache dtype %s is not supported by the CUDA backend (bf16 or fp8_e4m3)",
                dtype_name(opt->kv_dtype));
         return NULL;
     }
@@ -500,7 +500,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     b->ops = &CUDA_OPS;
     b->name = "cuda";
     b->act_dtype = DT_BF16;
-    b->kv_dtype = DT_BF16;
+    b->kv_dtype = opt && opt->kv_dtype == DT_FP8_E4M3 ? DT_FP8_E4M3 : DT_BF16;
+    c->kv_fp8 = b->kv_dtype == DT_FP8_E4M3;
     b->ctx = c;
     LOG_I("cuda: %s, %d SMs, %.1f GB, compute %d.%d", prop.name, c->num_sms,
           prop.totalGlobalMem / 1e9, prop.major, prop.minor);

@@ -10,6 +10,7 @@
 #define PAGELLM_BACKEND_CUDA_COMMON_CUH
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +46,36 @@ extern "C" {
 #define CUDA_LAUNCH_CHECK(ctx) cuda_launch_check((ctx), __FILE__, __LINE__)
 
 typedef __nv_bfloat16 bf16;
+typedef __nv_fp8_e4m3 fp8;
+
+/* KV cache element access, bf16 or fp8 e4m3 (scale 1): 8 consecutive elements <-> 8 bf16 packed
+ * in a uint4, so the attention kernels are written once for both cache types. */
+__device__ __forceinline__ uint4 kv_get8(const bf16 *p) { return *(const uint4 *)p; }
+__device__ __forceinline__ uint4 kv_get8(const fp8 *p) {
+    uint2 raw = *(const uint2 *)p;
+    const __nv_fp8x2_storage_t *f2 = (const __nv_fp8x2_storage_t *)&raw;
+    uint4 out;
+    uint32_t *o = (uint32_t *)&out;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(f2[i], __NV_E4M3);
+        float2 f = __half22float2(*(const __half2 *)&h);
+        __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+        o[i] = *(const uint32_t *)&b;
+    }
+    return out;
+}
+__device__ __forceinline__ void kv_put8(bf16 *p, uint4 v) { *(uint4 *)p = v; }
+__device__ __forceinline__ void kv_put8(fp8 *p, uint4 v) {
+    const __nv_bfloat162 *b = (const __nv_bfloat162 *)&v;
+    uint2 raw;
+    __nv_fp8x2_storage_t *f2 = (__nv_fp8x2_storage_t *)&raw;
+#pragma unroll
+    for (int i = 0; i < 4; i++) f2[i] = __nv_cvt_float2_to_fp8x2(__bfloat1622float2(b[i]), __NV_SATFINITE, __NV_E4M3);
+    *(uint2 *)p = raw;
+}
+__device__ __forceinline__ void kv_put1(bf16 *p, bf16 v) { *p = v; }
+__device__ __forceinline__ void kv_put1(fp8 *p, bf16 v) { *p = fp8(__bfloat162float(v)); }
 
 /* The batch metadata of one step, on the device (pointers into one int32 buffer). */
 typedef struct DevBatch {
@@ -117,6 +148,7 @@ typedef struct CudaCtx {
     void *lt_ws;
     size_t lt_ws_bytes;
     int enforce_eager;
+    int kv_fp8;            /* the KV cache holds fp8 e4m3 (--kv-cache-dtype fp8), else bf16 */
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
@@ -223,10 +255,10 @@ void cuda_rmsnorm(CudaCtx *c, bf16 *out, bf16 *residual, const bf16 *x, const bf
 void cuda_silu_mul(CudaCtx *c, bf16 *out, const bf16 *gate, const bf16 *up, int rows, int F);
 void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn, int Hq,
                        int Hkv, int hd, float eps, const RopeParams *rope);
-void cuda_kv_store(CudaCtx *c, bf16 *kcache, bf16 *vcache, const bf16 *k, const bf16 *v, int Hkv,
+void cuda_kv_store(CudaCtx *c, void *kcache, void *vcache, const bf16 *k, const bf16 *v, int Hkv,
                    int hd);
-void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kcache,
-                    const bf16 *vcache, int Hq, int Hkv, int hd);
+void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
+                    const void *vcache, int Hq, int Hkv, int hd);
 /* out[rows,N] = x[rows,K] @ w[N,K]^T, out in bf16 (out_f32 = 0) or float32 (out_f32 = 1). */
 void cuda_gemm(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);

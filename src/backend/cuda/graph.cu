@@ -114,7 +114,7 @@ static void oprec_exec(CudaCtx *c, const OpRec *r) {
         break;
     }
     case OP_KVSTORE:
-        cuda_kv_store(c, (bf16 *)r->p[0], (bf16 *)r->p[1], (const bf16 *)r->p[2],
+        cuda_kv_store(c, (void *)r->p[0], (void *)r->p[1], (const bf16 *)r->p[2],
                       (const bf16 *)r->p[3], r->i[0], r->i[1]);
         break;
     case OP_ATTN:

@@ -15,7 +15,8 @@
  *    query head, and writes a partial (max, sum, unnormalised output) that a second kernel
  *    merges. The split count depends on the batch size only, so a CUDA graph captured for a
  *    batch size stays valid as contexts grow.
- * Softmax runs in base 2 with the scale folded in; P is rounded to bf16 for the P·V product. */
+ * Softmax runs in base 2 with the scale folded in; P is rounded to bf16 for the P·V product.
+ * The cache is bf16 or fp8 e4m3 (kv_get8 widens 8 elements to bf16 as they are loaded). */
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -49,9 +50,9 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 #define PF_ROWS 64  /* query rows per block (4 warps x 16) */
 #define PF_KEYS 64  /* keys per tile */
 
-template <int HD>
+template <int HD, typename KV>
 __global__ void __launch_bounds__(128) prefill_attn_kernel(
-    bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc, const int32_t *prefill_seqs,
+    bf16 *out, const bf16 *q, const KV *kc, const KV *vc, const int32_t *prefill_seqs,
     const int32_t *query_start, const int32_t *seq_lens, const int32_t *positions,
     const int32_t *block_tables, int mbps, int block_size, int Hq, int Hkv, float scale_log2) {
     constexpr int LD = HD + 8; /* padded row: conflict-free fragment loads and ldmatrix */
@@ -111,8 +112,8 @@ __global__ void __launch_bounds__(128) prefill_attn_kernel(
             if (j < kend) {
                 int64_t slot = (int64_t)bt[j / block_size] * block_size + j % block_size;
                 int64_t off = (slot * Hkv + kvh) * HD + ch * 8;
-                kv = *(const uint4 *)(kc + off);
-                vv = *(const uint4 *)(vc + off);
+                kv = kv_get8(kc + off);
+                vv = kv_get8(vc + off);
             }
             *(uint4 *)(Ks + kr * LD + ch * 8) = kv;
             *(uint4 *)(Vs + kr * LD + ch * 8) = vv;
@@ -203,9 +204,9 @@ __global__ void __launch_bounds__(128) prefill_attn_kernel(
 
 #define DEC_WARPS 4
 
-template <int HD, int GMAX>
+template <int HD, int GMAX, typename KV>
 __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
-    bf16 *out, float *part, const bf16 *q, const bf16 *kc, const bf16 *vc,
+    bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
     const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv, int Sd,
     float scale_log2) {
@@ -267,8 +268,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
             if (j < ke) {
                 int64_t slot = (int64_t)bt[j / block_size] * block_size + j % block_size;
                 int64_t off = (slot * Hkv + kvh) * HD + sub * 8;
-                kr[u] = *(const uint4 *)(kc + off);
-                vr[u] = *(const uint4 *)(vc + off);
+                kr[u] = kv_get8(kc + off);
+                vr[u] = kv_get8(vc + off);
             }
         }
 #pragma unroll
@@ -388,35 +389,35 @@ void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
     if (need > c->attn_part_cap) attn_part_grow(c, need);
 }
 
-template <int HD>
-static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
+template <int HD, typename KV>
+static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                            int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv, TPT = PF_ROWS / G;
     dim3 grid(Hkv, cdiv(c->max_query_len, TPT), c->num_prefill);
-    prefill_attn_kernel<HD><<<grid, 128, 0, c->stream>>>(
+    prefill_attn_kernel<HD, KV><<<grid, 128, 0, c->stream>>>(
         out, q, kc, vc, c->dev.prefill_seqs, c->dev.query_start, c->dev.seq_lens, c->dev.positions,
         c->dev.block_tables, c->max_blocks_per_seq, c->block_size, Hq, Hkv, sl2);
     CUDA_LAUNCH_CHECK(c);
 }
 
-template <int HD, int GMAX>
-static void launch_decode_g(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc,
-                            const bf16 *vc, int Hq, int Hkv, float sl2) {
+template <int HD, int GMAX, typename KV>
+static void launch_decode_g(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc,
+                            const KV *vc, int Hq, int Hkv, float sl2) {
     dim3 grid(c->decode_splits, c->num_decode, Hkv);
-    decode_attn_kernel<HD, GMAX><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+    decode_attn_kernel<HD, GMAX, KV><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
         out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
         c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
     CUDA_LAUNCH_CHECK(c);
 }
 
-template <int HD>
-static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
+template <int HD, typename KV>
+static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                           int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv;
-    if (G <= 1) launch_decode_g<HD, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
-    else if (G <= 2) launch_decode_g<HD, 2>(c, out, q, kc, vc, Hq, Hkv, sl2);
-    else if (G <= 4) launch_decode_g<HD, 4>(c, out, q, kc, vc, Hq, Hkv, sl2);
-    else launch_decode_g<HD, 8>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    else if (G <= 2) launch_decode_g<HD, 2, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    else if (G <= 4) launch_decode_g<HD, 4, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    else launch_decode_g<HD, 8, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     if (c->decode_splits > 1) {
         decode_combine_kernel<<<dim3(c->num_decode, Hq), HD, 0, c->stream>>>(
             out, c->attn_part, c->dev.decode_seqs, c->dev.query_start, Hq, HD, c->decode_splits);
@@ -424,8 +425,32 @@ static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kc, 
     }
 }
 
-void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kcache,
-                    const bf16 *vcache, int Hq, int Hkv, int hd) {
+template <typename KV>
+static void attention_kv(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kcache, const KV *vcache,
+                         int Hq, int Hkv, int hd, float sl2) {
+    if (c->num_prefill > 0) {
+        switch (hd) {
+        case 16: launch_prefill<16, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        case 32: launch_prefill<32, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        case 64: launch_prefill<64, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        default: launch_prefill<128, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        }
+    }
+    if (c->num_decode > 0) {
+        c->decode_splits = cuda_decode_splits(c, c->num_decode, Hkv);
+        size_t need = cuda_attn_scratch_floats(c, Hq, hd);
+        if (c->decode_splits > 1 && need > c->attn_part_cap) attn_part_grow(c, need);
+        switch (hd) {
+        case 16: launch_decode<16, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        case 32: launch_decode<32, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        case 64: launch_decode<64, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        default: launch_decode<128, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
+        }
+    }
+}
+
+void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
+                    const void *vcache, int Hq, int Hkv, int hd) {
     if (Hkv <= 0 || Hq % Hkv != 0 || Hq / Hkv > 8) {
         fprintf(stderr, "cuda attention: Hq=%d Hkv=%d unsupported (GQA group must be <= 8)\n", Hq, Hkv);
         abort();
@@ -436,23 +461,8 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const bf16 *kcache,
     }
     float sl2 = LOG2E / sqrtf((float)hd);
     c->attn_hq = Hq; c->attn_hkv = Hkv; c->attn_hd = hd;
-    if (c->num_prefill > 0) {
-        switch (hd) {
-        case 16: launch_prefill<16>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        case 32: launch_prefill<32>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        case 64: launch_prefill<64>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        default: launch_prefill<128>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        }
-    }
-    if (c->num_decode > 0) {
-        c->decode_splits = cuda_decode_splits(c, c->num_decode, Hkv);
-        size_t need = cuda_attn_scratch_floats(c, Hq, hd);
-        if (c->decode_splits > 1 && need > c->attn_part_cap) attn_part_grow(c, need);
-        switch (hd) {
-        case 16: launch_decode<16>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        case 32: launch_decode<32>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        case 64: launch_decode<64>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        default: launch_decode<128>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
-        }
-    }
+    if (c->kv_fp8)
+        attention_kv<fp8>(c, out, q, (const fp8 *)kcache, (const fp8 *)vcache, Hq, Hkv, hd, sl2);
+    else
+        attention_kv<bf16>(c, out, q, (const bf16 *)kcache, (const bf16 *)vcache, Hq, Hkv, hd, sl2);
 }
