@@ -51,6 +51,7 @@ struct SampleShared {
     float pref[CAND_CAP];       /* inclusive prefix masses of cand */
     float redf[SB_WARPS][NUM_DELTAS * 2 + 1];
     int redi[SB_WARPS];
+    float redw[SB_WARPS];
     float wmass[SB_WARPS];
     int wties[SB_WARPS];
     float bf;
@@ -68,48 +69,29 @@ __device__ __forceinline__ float keyf(uint32_t k) {
 __device__ __forceinline__ bool before(Cand a, Cand b) { return a.v > b.v || (a.v == b.v && a.id < b.id); }
 
 /* --- block reductions (all threads call; the result is returned to every thread) --- */
-__device__ float block_max(SampleShared *sh, float v) {
-    for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+struct MaxOp { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+struct SumOp { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
+
+/* slots: SB_WARPS shared words for the warps' partials; out: one shared word for the result. */
+template <typename T, typename Op>
+__device__ T block_reduce(T *slots, T *out, T v, Op op) {
+    for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     int w = threadIdx.x >> 5, l = threadIdx.x & 31;
     __syncthreads();
-    if (l == 0) sh->redf[w][0] = v;
+    if (l == 0) slots[w] = v;
     __syncthreads();
     if (w == 0) {
-        v = sh->redf[l][0];
-        for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-        if (l == 0) sh->bf = v;
+        v = slots[l];
+        for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (l == 0) *out = v;
     }
     __syncthreads();
-    return sh->bf;
+    return *out;
 }
-__device__ float block_sum(SampleShared *sh, float v) {
-    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
-    __syncthreads();
-    if (l == 0) sh->redf[w][0] = v;
-    __syncthreads();
-    if (w == 0) {
-        v = sh->redf[l][0];
-        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (l == 0) sh->bf = v;
-    }
-    __syncthreads();
-    return sh->bf;
-}
-__device__ int block_sum_i(SampleShared *sh, int v) {
-    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
-    __syncthreads();
-    if (l == 0) sh->redi[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        v = sh->redi[l];
-        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (l == 0) sh->bi = v;
-    }
-    __syncthreads();
-    return sh->bi;
-}
+__device__ float block_max(SampleShared *sh, float v) { return block_reduce(sh->redw, &sh->bf, v, MaxOp()); }
+__device__ float block_sum(SampleShared *sh, float v) { return block_reduce(sh->redw, &sh->bf, v, SumOp()); }
+__device__ int block_sum_i(SampleShared *sh, int v) { return block_reduce(sh->redi, &sh->bi, v, SumOp()); }
+
 /* The largest value, lowest index on ties; -1 if every value is -inf. */
 __device__ int block_argmax(SampleShared *sh, const float *x, int V) {
     float best = -INFINITY;
