@@ -371,13 +371,14 @@ static void test_embed_gather(int T, int V, int D) {
 }
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
+static Backend *PIPE;    /* the CUDA backend with PAGELLM_CUDA_DECODE_PIPE=1 (attention tests only) */
 
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
  * and decodes, over a shuffled block table. fp8: the cache values (and this step's k/v) are
  * made fp8-representable first, so the float64 reference sees exactly what the fp8 cache
  * holds, and only the fp8-KV backend runs. */
 static void test_attention_kv(const char *label, int S, const int *prefix, const int *chunk, int Hq,
-                              int Hkv, int hd, int block_size, int fp8) {
+                              int Hkv, int hd, int block_size, int fp8, const NamedBackend *only) {
     Batch B;
     batch_build(&B, S, prefix, chunk, block_size, 1000);
     int T = B.m.num_tokens, G = Hq / Hkv;
@@ -434,11 +435,10 @@ static void test_attention_kv(const char *label, int S, const int *prefix, const
     snprintf(shape, sizeof shape, "%s Hq=%d Hkv=%d hd=%d T=%d", label, Hq, Hkv, hd, T);
     float *out = xmalloc(4 * (no > nslots * row ? no : nslots * row));
     double *cref = xmalloc(8 * nslots * row);
-    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV};
-    for (int k = 0; k < (fp8 ? 1 : NBK); k++) {
-        const NamedBackend *nb = fp8 ? &fp8nb : &BK[k];
+    for (int k = 0; k < (only ? 1 : NBK); k++) {
+        const NamedBackend *nb = only ? only : &BK[k];
         Backend *b = nb->b;
-        if (!fp8 && k > 0 && strncmp(BK[k].name, "cuda-", 5) == 0) continue;
+        if (!only && k > 0 && strncmp(BK[k].name, "cuda-", 5) == 0) continue;
         DType kvt = b->kv_dtype;
         void *kc = dev_upload(b, kpre, nslots * row, kvt), *vc = dev_upload(b, vpre, nslots * row, kvt);
         void *dq = dev_upload(b, q, (size_t)T * Hq * hd, b->act_dtype);
@@ -468,8 +468,10 @@ static void test_attention_kv(const char *label, int S, const int *prefix, const
 
 static void test_attention(const char *label, int S, const int *prefix, const int *chunk, int Hq,
                            int Hkv, int hd, int block_size) {
-    test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0);
-    if (FP8KV) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1);
+    test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, NULL);
+    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV}, pipenb = {"cuda-pipe", PIPE};
+    if (FP8KV) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, &fp8nb);
+    if (PIPE) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, &pipenb);
 }
 
 static void attention_suite(void) {
@@ -720,6 +722,10 @@ int main(void) {
         fo.enforce_eager = 1;
         FP8KV = backend_new("cuda", &fo, err);
         if (!FP8KV) printf("FAIL: cuda backend with an fp8 KV cache: %s\n", err), gpu_failures++;
+        fo.kv_dtype = DT_COUNT;
+        setenv("PAGELLM_CUDA_DECODE_PIPE", "1", 1);
+        PIPE = backend_new("cuda", &fo, err);
+        unsetenv("PAGELLM_CUDA_DECODE_PIPE");
     }
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;

@@ -149,6 +149,7 @@ typedef struct CudaCtx {
     size_t lt_ws_bytes;
     int enforce_eager;
     int kv_fp8;            /* the KV cache holds fp8 e4m3 (--kv-cache-dtype fp8), else bf16 */
+    int decode_pipe;       /* PAGELLM_CUDA_DECODE_PIPE=1: software-pipelined decode attention */
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */

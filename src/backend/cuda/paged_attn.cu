@@ -204,7 +204,9 @@ __global__ void __launch_bounds__(128) prefill_attn_kernel(
 
 #define DEC_WARPS 4
 
-template <int HD, int GMAX, typename KV>
+/* PIPE: the next UNR keys' loads are issued before the current ones are computed (software
+ * pipelining, twice the K/V registers); PAGELLM_CUDA_DECODE_PIPE=1 picks it. */
+template <int HD, int GMAX, typename KV, bool PIPE>
 __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
@@ -259,18 +261,26 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     const int *bt = block_tables + (int64_t)s * mbps;
     const int step = DEC_WARPS * KPW;
     /* the loop bound is uniform across the warp: every lane reaches the shuffles */
-    for (int jw = kb + warp * KPW; jw < ke; jw += step * UNR) {
-        uint4 kr[UNR], vr[UNR];
+    uint4 kr[UNR], vr[UNR], kn[UNR], vn[UNR];
+    auto load_keys = [&](int jw0, uint4 (&kd)[UNR], uint4 (&vd)[UNR]) {
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
-            int j = jw + kslot + u * step;
-            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            int j = jw0 + kslot + u * step;
+            kd[u] = vd[u] = make_uint4(0, 0, 0, 0);
             if (j < ke) {
                 int64_t slot = (int64_t)bt[j / block_size] * block_size + j % block_size;
                 int64_t off = (slot * Hkv + kvh) * HD + sub * 8;
-                kr[u] = kv_get8(kc + off);
-                vr[u] = kv_get8(vc + off);
+                kd[u] = kv_get8(kc + off);
+                vd[u] = kv_get8(vc + off);
             }
+        }
+    };
+    if (PIPE) load_keys(kb + warp * KPW, kr, vr);
+    for (int jw = kb + warp * KPW; jw < ke; jw += step * UNR) {
+        if (PIPE) {
+            load_keys(jw + step * UNR, kn, vn);   /* in flight while this group computes */
+        } else {
+            load_keys(jw, kr, vr);
         }
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
@@ -302,6 +312,10 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[gg][e] = fmaf(o[gg][e], alpha, p * vf[e]);
             }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (int u = 0; u < UNR; u++) { kr[u] = kn[u]; vr[u] = vn[u]; }
         }
     }
     /* merge the NGRP states of this block */
@@ -404,9 +418,14 @@ template <int HD, int GMAX, typename KV>
 static void launch_decode_g(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc,
                             const KV *vc, int Hq, int Hkv, float sl2) {
     dim3 grid(c->decode_splits, c->num_decode, Hkv);
-    decode_attn_kernel<HD, GMAX, KV><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
-        out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
-        c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
+    if (c->decode_pipe)
+        decode_attn_kernel<HD, GMAX, KV, true><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+            out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
+            c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
+    else
+        decode_attn_kernel<HD, GMAX, KV, false><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+            out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
+            c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
     CUDA_LAUNCH_CHECK(c);
 }
 
