@@ -109,7 +109,8 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         /* the split model (engine_tp.c): its own backends, comms and KV sizing */
         if (engine_tp_new(&o->tp, cfg, &mo, err) != 0) goto fail;
     } else {
-        BackendOptions bo = {.threads = cfg->threads, .kv_dtype = cfg->kv_cache_dtype, .enforce_eager = cfg->enforce_eager};
+        BackendOptions bo = {.threads = cfg->threads, .device_id = cfg->device_id, .kv_dtype = cfg->kv_cache_dtype,
+                             .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
         /* a device backend: its memory before the model, for --gpu-memory-utilization */
         have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;

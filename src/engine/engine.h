@@ -37,8 +37,11 @@ typedef struct EngineConfig {
     int enforce_eager;              /* CUDA: no graphs */
     int num_gpu_blocks_override;    /* 0 = sized from memory (tests use small pools) */
     int tensor_parallel_size;       /* ranks the model is split over (engine/engine_tp.h): CUDA:
-                                       GPUs 0..N-1 over NCCL; CPU: N backends sharing `threads`
-                                       (a simulation, for tests); default 1 = no split */
+                                       GPUs device_id..device_id+N-1 over NCCL; CPU: N backends
+                                       sharing `threads` (a simulation, for tests); default 1 */
+    int device_id;                  /* CUDA: this engine's first GPU (replica r of
+                                       --data-parallel-size starts at r * tensor_parallel_size);
+                                       default 0 */
 } EngineConfig;
 
 void engine_config_default(EngineConfig *c);

@@ -59,7 +59,8 @@ int engine_tp_new(EngineTp **out, const EngineConfig *cfg, const ModelLoadOption
         eager = 1;
     }
     for (int r = 0; r < n; r++) {
-        BackendOptions bo = {.threads = cpu ? per : cfg->threads, .device_id = r, .kv_dtype = cfg->kv_cache_dtype,
+        BackendOptions bo = {.threads = cpu ? per : cfg->threads, .device_id = cfg->device_id + r,
+                             .kv_dtype = cfg->kv_cache_dtype,
                              .enforce_eager = eager};
         if (!(t->be[r] = backend_new(dev, &bo, berr))) {
             pg_err(err, "--tensor-parallel-size %d: rank %d: %s", n, r, berr);

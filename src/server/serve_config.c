@@ -185,10 +185,6 @@ int serve_config_parse(int argc, char **argv, ServeConfig *c, char *err) {
     c->engine = ef.engine;
     c->log_level = ef.log_level;
     c->tensor_parallel_size = ef.tensor_parallel_size;
-    if (c->data_parallel_size > 1 && strcmp(c->engine.device, "cpu"))
-        return pg_err(err, "--data-parallel-size %d: several replicas on --device %s are not supported in this version "
-                      "(one replica per GPU needs a per-engine device id that no GPU run has tested); use 1, or "
-                      "--device cpu", c->data_parallel_size, c->engine.device);
     if (c->enable_auto_tool_choice && !c->tool_parser_hermes)
         return pg_err(err, "--enable-auto-tool-choice requires --tool-call-parser");
     if (!c->api_key) {

@@ -165,7 +165,13 @@ TEST(refusals) {
 #ifndef PAGELLM_HAVE_CUDA
     refused("built without CUDA", 2, "--device", "cuda", NULL);
 #else
-    refused("--data-parallel-size 2: several replicas on --device cuda are not supported", 3, "-dp", "2", "--device=cuda");
+    {   /* one replica per GPU (or per TP group): accepted; the GPUs are checked at start-up */
+        ServeConfig dc;
+        char derr[PG_ERR_LEN] = "";
+        EXPECT_MSG(parse(&dc, derr, 4, "m", "-dp", "2", "--device=cuda") == 0, "%s", derr);
+        EXPECT_EQ_INT(dc.data_parallel_size, 2);
+        serve_config_free(&dc);
+    }
 #endif
     ServeConfig c;
     char err[PG_ERR_LEN] = "";
