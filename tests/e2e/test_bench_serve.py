@@ -152,6 +152,25 @@ def test_smoke_against_real_server(server, tmp_path):
         assert r["ttft_ms"]["median"] > 0 and r["e2el_ms"]["median"] >= r["ttft_ms"]["median"]
 
 
+def test_extra_body_reaches_the_server(server, tmp_path):
+    """--extra-body is merged into every request: a structured-output choice caps what the tiny
+    model may say (one short word, then EOS), and max_tokens from the extra body overrides the
+    dataset's; a non-object is refused."""
+    from conftest import API_KEY
+    out = tmp_path / "extra.json"
+    extra = json.dumps({"max_tokens": 2, "structured_outputs": {"choice": ["yes", "no"]}})
+    p = subprocess.run([BIN, "bench", "serve", "--base-url", server.url, "--model", "tiny-qwen3",
+                        "--api-key", API_KEY, "--num-prompts", "4", "--random-input-len", "8",
+                        "--random-output-len", "50", "--no-progress", "--extra-body", extra,
+                        "--save-result", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = json.loads(out.read_text())
+    assert r["completed"] == 4 and r["failed"] == 0, r
+    assert 4 <= r["total_output_tokens"] <= 8, r["total_output_tokens"]   # "yes"/"no" (+EOS), not 50
+    p = subprocess.run([BIN, "bench", "serve", "--model", "m", "--extra-body", "[1]"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--extra-body" in p.stderr
+
+
 def test_offline_benches_on_tiny_model(tmp_path):
     """bench throughput / latency run the in-process engine and count every token."""
     model = os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny-qwen3")
