@@ -128,7 +128,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     return n;
 }
 
-static char *request_body(const BenchServeOptions *o, const BenchPrompt *p, int chat) {
+/* extra: --extra-body, parsed once by bench_serve_run (NULL = none). */
+static char *request_body(const BenchServeOptions *o, const BenchPrompt *p, int chat, json_t *extra) {
     json_t *b = json_object();
     json_object_set_new(b, "model", json_string(o->model));
     if (chat) {
@@ -159,22 +160,18 @@ static char *request_body(const BenchServeOptions *o, const BenchPrompt *p, int 
     json_object_set_new(so, "include_usage", json_true());
     json_object_set_new(b, "stream_options", so);
     if (o->ignore_eos) json_object_set_new(b, "ignore_eos", json_true());
-    if (o->extra_body) {
-        json_t *x = json_loads(o->extra_body, 0, NULL);   /* validated by the CLI */
-        if (x) json_object_update(b, x);
-        json_decref(x);
-    }
+    if (extra) json_object_update(b, extra);
     char *s = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return s;
 }
 
-static Flight *flight_start(CURLM *multi, const BenchServeOptions *o, const BenchPrompt *p, int idx,
+static Flight *flight_start(CURLM *multi, const BenchServeOptions *o, json_t *extra, const BenchPrompt *p, int idx,
                             const char *url, int chat) {
     Flight *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->idx = idx;
-    f->body = request_body(o, p, chat);
+    f->body = request_body(o, p, chat, extra);
     f->h = curl_easy_init();
     if (!f->body || !f->h) { free(f->body); if (f->h) curl_easy_cleanup(f->h); free(f); return NULL; }
     f->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -263,15 +260,20 @@ int bench_serve_run(const BenchServeOptions *o, const BenchDataset *d, BenchServ
         send_at[i] = t;
         if (finite_rate) t += gamma_sample(&rng, shape) / (o->request_rate * shape);
     }
+    json_t *extra = NULL;
+    if (o->extra_body && !(extra = json_loads(o->extra_body, 0, NULL))) {
+        free(send_at); free(flights);
+        return pg_err(err, "--extra-body: not valid JSON");
+    }
     CURLM *multi = curl_multi_init();
-    if (!multi) { free(send_at); free(flights); return pg_err(err, "curl_multi_init failed"); }
+    if (!multi) { json_decref(extra); free(send_at); free(flights); return pg_err(err, "curl_multi_init failed"); }
     curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
     int next = 0, inflight = 0, done = 0;
     double t0 = time_now_s(), last_bar = 0;
     while (done < d->n) {
         double now = time_now_s() - t0;
         while (next < d->n && send_at[next] <= now && (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
-            flights[next] = flight_start(multi, o, &d->items[next], next, url, chat);
+            flights[next] = flight_start(multi, o, extra, &d->items[next], next, url, chat);
             if (!flights[next]) {
                 snprintf(r->per_request[next].error, sizeof r->per_request[next].error, "could not start request");
                 done++;
@@ -306,6 +308,7 @@ int bench_serve_run(const BenchServeOptions *o, const BenchDataset *d, BenchServ
     r->duration = time_now_s() - t0;
     if (o->progress) fprintf(stderr, "\n");
     curl_multi_cleanup(multi);
+    json_decref(extra);
     free(flights);
     free(send_at);
 

@@ -198,11 +198,16 @@ void call_reply_json(ApiCall *c, int status, json_t *body) {
 
 void call_reply_error(ApiCall *c, const ApiError *e) { call_reply_json(c, e->status, api_error_json(e)); }
 
-int server_model_served(Server *s, const char *name) {
+static int model_served(const Server *s, const char *name) {
     if (s->cfg->num_served_names == 0) return !strcmp(name, s->cfg->engine.model_dir);
     for (int i = 0; i < s->cfg->num_served_names; i++)
         if (!strcmp(name, s->cfg->served_names[i])) return 1;
     return 0;
+}
+
+int server_check_model(const Server *s, const char *name, ApiError *e) {
+    if (!name || model_served(s, name)) return 0;
+    return api_error(e, 404, "model", "The model `%s` does not exist.", name);
 }
 
 /* ---- waking the loop ---- */

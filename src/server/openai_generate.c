@@ -145,8 +145,7 @@ void openai_handle_generate(Server *s, struct evhttp_request *req, json_t *body,
     ApiError e;
     ApiRequest ar;
     int rc = kind == API_CHAT ? api_parse_chat(body, &s->limits, &ar, &e) : api_parse_completion(body, &s->limits, &ar, &e);
-    if (rc == 0 && ar.model && !server_model_served(s, ar.model))
-        rc = api_error(&e, 404, "model", "The model `%s` does not exist.", ar.model);
+    if (rc == 0) rc = server_check_model(s, ar.model, &e);
     if (rc == 0 && kind == API_COMPLETION && ar.echo && ar.logprobs)
         rc = api_error(&e, 400, "logprobs", "echo together with logprobs needs prompt logprobs, which are not supported yet.");
     if (rc < 0) {

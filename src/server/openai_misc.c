@@ -92,8 +92,7 @@ void openai_handle_tokenize(Server *s, struct evhttp_request *req, json_t *body)
     ApiError e;
     int token_strs = 0;
     int rc = api_parse_tokenize(body, &s->limits, &ar, &token_strs, &e);
-    if (rc == 0 && ar.model && !server_model_served(s, ar.model))
-        rc = api_error(&e, 404, "model", "The model `%s` does not exist.", ar.model);
+    if (rc == 0) rc = server_check_model(s, ar.model, &e);
     if (rc < 0) {
         api_request_free(&ar);
         http_send_error(req, &e);
@@ -106,8 +105,7 @@ void openai_handle_detokenize(Server *s, struct evhttp_request *req, json_t *bod
     ApiRequest ar;
     ApiError e;
     int rc = api_parse_detokenize(body, &s->limits, &ar, &e);
-    if (rc == 0 && ar.model && !server_model_served(s, ar.model))
-        rc = api_error(&e, 404, "model", "The model `%s` does not exist.", ar.model);
+    if (rc == 0) rc = server_check_model(s, ar.model, &e);
     if (rc < 0) {
         api_request_free(&ar);
         http_send_error(req, &e);

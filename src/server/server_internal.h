@@ -131,7 +131,9 @@ ApiCall *call_table_find(Server *s, uint64_t seq);
 void call_release(ApiCall *c);                             /* unregister + free */
 void call_reply_json(ApiCall *c, int status, json_t *body); /* final reply (steals body) */
 void call_reply_error(ApiCall *c, const ApiError *e);       /* final reply: error envelope */
-int server_model_served(Server *s, const char *name);
+/* 0 when the request names no model or one this server serves (--served-model-name, else the
+ * model path); otherwise -1 with vLLM's 404 "The model `X` does not exist." in *e. */
+int server_check_model(const Server *s, const char *name, ApiError *e);
 /* The request's conversation through the chat template (request's template, else --chat-template,
  * else the tokenizer's). Worker threads only. malloc'd prompt, or NULL + err. */
 char *server_render_chat(Server *s, const ApiRequest *r, char *err);

@@ -269,6 +269,9 @@ int cuda_gemv_supported(int rows, int N, int K, const void *x, const void *w, co
 void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);
 void cuda_gemm_free_plans(CudaCtx *c);
+/* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
+ * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
+float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
 /* The path cuda_gemm takes for this shape (creating and autotuning its plan if new). */
 int cuda_gemm_path(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows,
                    int N, int K);

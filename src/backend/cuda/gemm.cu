@@ -262,14 +262,14 @@ static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
     else lt_run(c, p, out, x, w);
 }
 
-static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x, const bf16 *w) {
+float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
     float ts[5];
-    for (int it = -1; it < 5; it++) {
+    for (int it = -1; it < 5; it++) {   /* it = -1: warm-up, not kept */
         CUDA_CHECK(cudaEventRecord(e0, c->stream));
-        run_path(c, p, path, out, x, w);
+        run(arg);
         CUDA_CHECK(cudaEventRecord(e1, c->stream));
         CUDA_CHECK(cudaEventSynchronize(e1));
         float ms;
@@ -283,6 +283,16 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
             float t = ts[j]; ts[j] = ts[j - 1]; ts[j - 1] = t;
         }
     return ts[2];
+}
+
+typedef struct PathRun { CudaCtx *c; GemmPlan *p; int path; void *out; const bf16 *x, *w; } PathRun;
+static void path_run(void *arg) {
+    PathRun *r = (PathRun *)arg;
+    run_path(r->c, r->p, r->path, r->out, r->x, r->w);
+}
+static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x, const bf16 *w) {
+    PathRun r = {c, p, path, out, x, w};
+    return cuda_time_median_us(c, path_run, &r);
 }
 
 static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,

@@ -143,27 +143,17 @@ static void oprec_exec(CudaCtx *c, const OpRec *r) {
 
 /* Median of 5 timed runs (after one warm-up) of the n matmul records starting at log[i],
  * fused into one multi-segment GEMV or one after the other. Eager only (synchronizes). */
+typedef struct GroupRun { CudaCtx *c; int i, n; const GemvSegs *sg; int fused; } GroupRun;
+static void group_run(void *arg) {
+    GroupRun *g = (GroupRun *)arg;
+    CudaCtx *c = g->c;
+    if (g->fused) cuda_gemv1_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
+    else
+        for (int j = 0; j < g->n; j++) oprec_exec(c, &c->log[g->i + j]);
+}
 static float time_group_us(CudaCtx *c, int i, int n, const GemvSegs *sg, int fused) {
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    float ts[5];
-    for (int it = -1; it < 5; it++) {
-        CUDA_CHECK(cudaEventRecord(e0, c->stream));
-        if (fused) cuda_gemv1_multi(c, sg, 0, (const bf16 *)c->log[i].p[1], c->log[i].i[0], c->log[i].i[2]);
-        else
-            for (int j = 0; j < n; j++) oprec_exec(c, &c->log[i + j]);
-        CUDA_CHECK(cudaEventRecord(e1, c->stream));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (it >= 0) ts[it] = ms * 1000.f;
-    }
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    for (int a = 1; a < 5; a++)
-        for (int b = a; b > 0 && ts[b] < ts[b - 1]; b--) { float t = ts[b]; ts[b] = ts[b - 1]; ts[b - 1] = t; }
-    return ts[2];
+    GroupRun g = {c, i, n, sg, fused};
+    return cuda_time_median_us(c, group_run, &g);
 }
 
 /* Consecutive small-batch matmuls that read the same x (q/k/v, gate/up) become one

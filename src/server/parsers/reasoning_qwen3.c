@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "server/parsers/tag_scan.h"
+
 static const char THINK_OPEN[] = "<think>";
 static const char THINK_CLOSE[] = "</think>";
 
@@ -23,20 +25,6 @@ int rq3_prompt_opens_think(const char *prompt) {
     return o && (!c || o > c);
 }
 
-/* Length of the longest suffix of s[0..n) that is a proper prefix of tag. */
-static size_t partial_suffix(const char *s, size_t n, const char *tag) {
-    size_t tl = strlen(tag);
-    for (size_t k = tl - 1; k > 0; k--)
-        if (k <= n && memcmp(s + n - k, tag, k) == 0) return k;
-    return 0;
-}
-
-static const char *memfind(const char *s, size_t n, const char *tag) {
-    size_t tl = strlen(tag);
-    for (size_t i = 0; i + tl <= n; i++)
-        if (s[i] == tag[0] && memcmp(s + i, tag, tl) == 0) return s + i;
-    return NULL;
-}
 
 static StrBuf *out_for(Rq3State st, StrBuf *reasoning, StrBuf *content) {
     return st == RQ3_REASONING ? reasoning : content;
@@ -49,15 +37,15 @@ static void feed_span(ReasoningQwen3 *r, const char *s, size_t n, StrBuf *reason
             sb_append(content, s, n);
             return;
         }
-        const char *open = r->state == RQ3_BEFORE ? memfind(s, n, THINK_OPEN) : NULL;
-        const char *close = memfind(s, n, THINK_CLOSE);
+        const char *open = r->state == RQ3_BEFORE ? tag_find(s, n, THINK_OPEN) : NULL;
+        const char *close = tag_find(s, n, THINK_CLOSE);
         const char *tag = NULL;
         if (open && (!close || open < close)) tag = open;
         else if (close) tag = close;
         if (!tag) {
-            size_t k = partial_suffix(s, n, THINK_CLOSE);
+            size_t k = tag_partial_suffix(s, n, THINK_CLOSE);
             if (r->state == RQ3_BEFORE) {
-                size_t k2 = partial_suffix(s, n, THINK_OPEN);
+                size_t k2 = tag_partial_suffix(s, n, THINK_OPEN);
                 if (k2 > k) k = k2;
             }
             sb_append(out_for(r->state, reasoning, content), s, n - k);
@@ -86,12 +74,8 @@ void rq3_feed(ReasoningQwen3 *r, const char *text, size_t len, StrBuf *reasoning
         return;
     }
     /* Rejoin the held partial tag with the new text, then process them as one span. */
-    size_t n = r->hold_len + len;
-    char *all = malloc(n + 1);
-    CHECK(all != NULL);
-    memcpy(all, r->hold, r->hold_len);
-    memcpy(all + r->hold_len, text, len);
-    r->hold_len = 0;
+    size_t n;
+    char *all = tag_hold_join(r->hold, &r->hold_len, text, len, &n);
     feed_span(r, all, n, reasoning, content);
     free(all);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/ids.h"
+#include "server/parsers/tag_scan.h"
 
 static const char CALL_OPEN[] = "<tool_call>";
 static const char CALL_CLOSE[] = "</tool_call>";
@@ -58,18 +59,6 @@ static void push_event(ToolEvents *e, ToolEventKind kind, int index, const char 
     ev->text[n] = 0;
 }
 
-static const char *memfind(const char *s, size_t n, const char *tag) {
-    size_t tl = strlen(tag);
-    for (size_t i = 0; i + tl <= n; i++)
-        if (s[i] == tag[0] && memcmp(s + i, tag, tl) == 0) return s + i;
-    return NULL;
-}
-static size_t partial_suffix(const char *s, size_t n, const char *tag) {
-    size_t tl = strlen(tag);
-    for (size_t k = tl - 1; k > 0; k--)
-        if (k <= n && memcmp(s + n - k, tag, k) == 0) return k;
-    return 0;
-}
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Finds `"key"` followed by optional whitespace and ':' in s[from..n); returns the offset just
@@ -194,14 +183,14 @@ void tool_calls_free(ToolCall *calls, int n) {
 int hermes_extract(const char *text, size_t len, ToolCall **calls_out, char **content) {
     *calls_out = NULL;
     *content = NULL;
-    const char *first = memfind(text, len, CALL_OPEN);
+    const char *first = tag_find(text, len, CALL_OPEN);
     if (!first) goto plain;
     ToolCall *calls = NULL;
     int n = 0;
     const char *p = first, *end = text + len;
     while (p) {
         const char *b = p + strlen(CALL_OPEN);
-        const char *c = memfind(b, (size_t)(end - b), CALL_CLOSE);
+        const char *c = tag_find(b, (size_t)(end - b), CALL_CLOSE);
         const char *bend = c ? c : end;
         ToolCall tc = {0};
         if (hermes_parse_call(b, (size_t)(bend - b), &tc.name, &tc.arguments) < 0) {
@@ -215,7 +204,7 @@ int hermes_extract(const char *text, size_t len, ToolCall **calls_out, char **co
         calls[n++] = tc;
         if (!c) break;
         const char *after = c + strlen(CALL_CLOSE);
-        p = memfind(after, (size_t)(end - after), CALL_OPEN);
+        p = tag_find(after, (size_t)(end - after), CALL_OPEN);
     }
     *calls_out = calls;
     if (first > text) *content = strndup(text, (size_t)(first - text));
@@ -239,7 +228,7 @@ static void start_call(HermesParser *p, ToolEvents *ev, const char *name) {
 static void stream_partial(HermesParser *p, ToolEvents *ev) {
     const char *b = sb_str(&p->body);
     size_t n = p->body.len;
-    n -= partial_suffix(b, n, CALL_CLOSE);
+    n -= tag_partial_suffix(b, n, CALL_CLOSE);
     if (!p->name_sent && !p->args_first) {
         size_t name_at = 0, args_at = 0, end = 0;
         long nv = find_key(b, n, 0, "name", &name_at);
@@ -297,9 +286,9 @@ static void feed_span(HermesParser *p, const char *s, size_t n, ToolEvents *ev) 
             size_t old = p->body.len;
             sb_append(&p->body, s, n);
             size_t from = p->body_scanned;
-            const char *c = memfind(p->body.p + from, p->body.len - from, CALL_CLOSE);
+            const char *c = tag_find(p->body.p + from, p->body.len - from, CALL_CLOSE);
             if (!c) {
-                size_t k = partial_suffix(p->body.p, p->body.len, CALL_CLOSE);
+                size_t k = tag_partial_suffix(p->body.p, p->body.len, CALL_CLOSE);
                 p->body_scanned = p->body.len - k;
                 stream_partial(p, ev);
                 return;
@@ -314,9 +303,9 @@ static void feed_span(HermesParser *p, const char *s, size_t n, ToolEvents *ev) 
             n -= consumed;
             continue;
         }
-        const char *o = memfind(s, n, CALL_OPEN);
+        const char *o = tag_find(s, n, CALL_OPEN);
         size_t plain = o ? (size_t)(o - s) : n;
-        size_t k = o ? 0 : partial_suffix(s, n, CALL_OPEN);
+        size_t k = o ? 0 : tag_partial_suffix(s, n, CALL_OPEN);
         if (!p->calls_emitted && plain - k > 0) push_event(ev, TOOL_EV_CONTENT, 0, NULL, s, plain - k);
         if (!o) {
             memcpy(p->hold, s + n - k, k);
@@ -335,12 +324,8 @@ void hermes_feed(HermesParser *p, const char *text, size_t len, ToolEvents *ev) 
         feed_span(p, text, len, ev);
         return;
     }
-    size_t n = p->hold_len + len;
-    char *all = malloc(n + 1);
-    CHECK(all != NULL);
-    memcpy(all, p->hold, p->hold_len);
-    memcpy(all + p->hold_len, text, len);
-    p->hold_len = 0;
+    size_t n;
+    char *all = tag_hold_join(p->hold, &p->hold_len, text, len, &n);
     feed_span(p, all, n, ev);
     free(all);
 }
