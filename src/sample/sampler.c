@@ -23,10 +23,6 @@ int sampler_init(Sampler *s, int vocab_size, char *err) {
         sampler_deinit(s);
         return pg_err(err, "sampler: out of memory for vocab %d", vocab_size);
     }
-    if (sample_batch_init(&s->one, vocab_size, err) != 0) {
-        sampler_deinit(s);
-        return -1;
-    }
     return 0;
 }
 
@@ -315,6 +311,9 @@ done:
 }
 
 int32_t sampler_sample(Sampler *s, float *logits, const SampleInput *in, LogprobEntry *lp) {
+    /* made on first use: the engine and the backends' samplers only ever call sampler_sample_row */
+    char err[PG_ERR_LEN];
+    if (!s->one.stamp && sample_batch_init(&s->one, s->vocab_size, err) != 0) return -1;
     sample_batch_reset(&s->one);
     if (sample_batch_add(&s->one, in) < 0) return -1;
     return sampler_sample_row(s, logits, &s->one, 0, lp);

@@ -26,7 +26,7 @@ typedef struct Sampler {
     SampleCand *cand;       /* [V] candidates for top-k / top-p */
     uint32_t *stamp;        /* [V] generation marks for "seen" sets (penalties) */
     uint32_t stamp_gen;
-    SampleBatch one;        /* sampler_sample()'s one-row batch */
+    SampleBatch one;        /* sampler_sample()'s one-row batch, made on its first call */
 } Sampler;
 
 int sampler_init(Sampler *s, int vocab_size, char *err);
