@@ -186,7 +186,9 @@ TEST(hermes_arguments_not_last) {
     /* Duplicate key: the raw text differs from the parsed value, so it is re-serialized. */
     const char *n4[] = {"d"}, *a4[] = {"{\"z\": 2}"};
     ToolCall *calls; char *content;
-    EXPECT_EQ_INT(hermes_extract("<tool_call>{\"name\": \"d\", \"arguments\": 1, \"arguments\": {\"z\":2}}</tool_call>", 80, &calls, &content), 1);
+    /* the length is the literal's own: the old hard-coded 80 read past its end */
+    const char *dup = "<tool_call>{\"name\": \"d\", \"arguments\": 1, \"arguments\": {\"z\":2}}</tool_call>";
+    EXPECT_EQ_INT(hermes_extract(dup, strlen(dup), &calls, &content), 1);
     (void)n4; EXPECT_STR(calls[0].arguments, a4[0]);
     tool_calls_free(calls, 1); free(content);
 }
