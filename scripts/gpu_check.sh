@@ -200,10 +200,22 @@ PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1
 grep -v "^gemm rows" "$OUT/bench.log" | grep -v "^INFO" | tail -60
 
 if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
-  timeout 200 ncu --clock-control none --launch-skip 400 --launch-count 40 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis_Chart $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 \
-    > "$OUT/ncu.txt" 2>&1
-  echo "ncu rc=$?"
+  # Hardware counters of the kernels that bound the missed targets: the batch-1 GEMVs (decode),
+  # the batched decode attention (bs 256, ctx 768) and the prefill attention (2048 tokens).
+  NCU_SECT=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy
+            --section WarpStateStats --section LaunchStats --section SchedulerStats)
+  timeout 150 ncu --clock-control none --kernel-name regex:gemv --launch-skip 2000 --launch-count 12 \
+    "${NCU_SECT[@]}" $B/bench_cuda_qwen3 8b --decode 64 --bs-list 1 > "$OUT/ncu_gemv.txt" 2>&1
+  echo "ncu gemv rc=$? ($(( $(date +%s) - T0 )) s)"
+  timeout 150 ncu --clock-control none --kernel-name regex:decode_attn --launch-skip 100 --launch-count 3 \
+    "${NCU_SECT[@]}" $B/bench_cuda_qwen3 8b --decode 8 --bs-list 256 --ctx 768 > "$OUT/ncu_decode_attn.txt" 2>&1
+  echo "ncu decode_attn rc=$? ($(( $(date +%s) - T0 )) s)"
+  timeout 150 ncu --clock-control none --kernel-name regex:prefill_attn --launch-skip 40 --launch-count 3 \
+    "${NCU_SECT[@]}" $B/bench_cuda_qwen3 8b --decode 2 --bs-list 1 > "$OUT/ncu_prefill_attn.txt" 2>&1
+  echo "ncu prefill_attn rc=$? ($(( $(date +%s) - T0 )) s)"
+  for f in ncu_gemv ncu_decode_attn ncu_prefill_attn; do
+    grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|No Eligible|Issued Warp" "$OUT/$f.txt" | head -40
+  done
 fi
 
 # ---------------------------------------------------------------- HF transformers, same card
