@@ -77,6 +77,25 @@ __device__ __forceinline__ void kv_put8(fp8 *p, uint4 v) {
 __device__ __forceinline__ void kv_put1(bf16 *p, bf16 v) { *p = v; }
 __device__ __forceinline__ void kv_put1(fp8 *p, bf16 v) { *p = fp8(__bfloat162float(v)); }
 
+/* Programmatic dependent launch (Hopper): a kernel launched by cuda_launch with c->pdl set may
+ * start while the kernel before it in the stream is still running. Contract for every kernel
+ * launched that way: call pdl_wait() before its first read of anything an earlier kernel wrote
+ * and before its first global write (pdl_wait returns once the earlier grids have completed and
+ * their memory is visible); it may read constants (weights) before that, which is the point: the
+ * GEMVs start streaming their weights during the previous kernel's tail. pdl_trigger() lets the
+ * next kernel launch now (every block of this grid must have called it or exited). Both are
+ * no-ops for a kernel launched without the attribute and below sm_90. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 /* The batch metadata of one step, on the device (pointers into one int32 buffer). */
 typedef struct DevBatch {
     int32_t *token_ids;    /* [T] */
@@ -153,6 +172,7 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
+    int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */
@@ -235,6 +255,28 @@ static inline void cuda_launch_check(CudaCtx *c, const char *file, int line) {
     if (e == cudaSuccess && c->sync_check && !c->capturing) e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) {
         fprintf(stderr, "%s:%d: CUDA kernel launch failed: %s\n", file, line, cudaGetErrorString(e));
+        abort();
+    }
+}
+
+/* Launch kern<<<grid, block, smem, c->stream>>>(args...), with programmatic dependent launch
+ * when c->pdl is set (the kernel must keep pdl_wait's contract above). */
+template <typename... KArgs, typename... Args>
+static inline void cuda_launch(CudaCtx *c, void (*kern)(KArgs...), dim3 grid, dim3 block,
+                               size_t smem, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "cuda_launch: %s\n", cudaGetErrorString(e));
         abort();
     }
 }
