@@ -1,0 +1,48 @@
+/* mma.cuh: warp-level tensor-core building blocks shared by the attention kernels.
+ *
+ * mma_bf16_16816: D[16x8] += A[16x16] * B[16x8] (bf16 in, fp32 accumulate), the sm_80+ mma.sync
+ * fragment layout: lane = 4 * g + t4; A regs {a0,a1,a2,a3} = rows {g, g+8} x cols {2t4.., 2t4+8..};
+ * B regs {b0,b1} = k {2t4, 2t4+1} and {2t4+8, 2t4+9} of column g; D {d0,d1,d2,d3} = row g cols
+ * 2t4, 2t4+1 and row g+8 cols 2t4, 2t4+1.
+ * ldmatrix_x4_trans: four 8x8 b16 tiles from shared memory, transposed (V^T fragments for P.V).
+ * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators). */
+#ifndef PAGELLM_BACKEND_CUDA_MMA_CUH
+#define PAGELLM_BACKEND_CUDA_MMA_CUH
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2,
+                                                  uint32_t &r3, const void *smem_row) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+/* cp.async (sm_80+): 16 bytes global -> shared without passing through registers; groups are
+ * committed and waited for by count, so a ring of stages keeps loads in flight while earlier
+ * stages are computed on. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+#endif
