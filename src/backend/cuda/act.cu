@@ -7,6 +7,8 @@ __device__ __forceinline__ float silu_bf16(float g) {
 }
 
 __global__ void silu_mul_vec_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n8) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     uint4 g4 = ((const uint4 *)gate)[i], u4 = ((const uint4 *)up)[i], o4;
@@ -21,6 +23,8 @@ __global__ void silu_mul_vec_kernel(bf16 *out, const bf16 *gate, const bf16 *up,
 }
 
 __global__ void silu_mul_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         out[i] = __float2bfloat16_rn(silu_bf16(__bfloat162float(gate[i])) *
@@ -31,8 +35,8 @@ void cuda_silu_mul(CudaCtx *c, bf16 *out, const bf16 *gate, const bf16 *up, int 
     int64_t n = (int64_t)rows * F;
     if (n <= 0) return;
     if ((n & 7) == 0 && (((uintptr_t)out | (uintptr_t)gate | (uintptr_t)up) & 15) == 0)
-        silu_mul_vec_kernel<<<cdiv(n / 8, 256), 256, 0, c->stream>>>(out, gate, up, n / 8);
+        cuda_launch(c, silu_mul_vec_kernel, dim3(cdiv(n / 8, 256)), dim3(256), 0, out, gate, up, n / 8);
     else
-        silu_mul_kernel<<<cdiv(n, 256), 256, 0, c->stream>>>(out, gate, up, n);
+        cuda_launch(c, silu_mul_kernel, dim3(cdiv(n, 256)), dim3(256), 0, out, gate, up, n);
     CUDA_LAUNCH_CHECK(c);
 }

@@ -482,6 +482,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
+    c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->decode_pipe = env_int("PAGELLM_CUDA_DECODE_PIPE", 0);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);

@@ -119,6 +119,7 @@ typedef struct GemmPlan {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
     int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2 */
+    int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
     float t_gemv_us, t_gemv2_us, t_lt_us;
 } GemmPlan;
 
@@ -172,6 +173,7 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
+    int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded

@@ -4,6 +4,8 @@
 
 /* out[r, :] = src[idx[r], :] for r < rows; one block per row. */
 __global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, int D) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int r = blockIdx.x;
     int64_t from = idx[r];
     const bf16 *s = src + from * D;
@@ -19,17 +21,19 @@ __global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, in
 
 void cuda_embed(CudaCtx *c, bf16 *out, const bf16 *emb, int D) {
     if (c->T <= 0) return;
-    gather_kernel<<<c->T, 128, 0, c->stream>>>(out, emb, c->dev.token_ids, D);
+    cuda_launch(c, gather_kernel, dim3(c->T), dim3(128), 0, out, emb, c->dev.token_ids, D);
     CUDA_LAUNCH_CHECK(c);
 }
 
 void cuda_gather_rows(CudaCtx *c, bf16 *out, const bf16 *x, int D) {
     if (c->R <= 0) return;
-    gather_kernel<<<c->R, 128, 0, c->stream>>>(out, x, c->dev.logits_rows, D);
+    cuda_launch(c, gather_kernel, dim3(c->R), dim3(128), 0, out, x, c->dev.logits_rows, D);
     CUDA_LAUNCH_CHECK(c);
 }
 
 __global__ void add_bias_kernel(bf16 *out, const bf16 *bias, int64_t n, int N) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         out[i] = __float2bfloat16_rn(__bfloat162float(out[i]) + __bfloat162float(bias[i % N]));
@@ -38,6 +42,6 @@ __global__ void add_bias_kernel(bf16 *out, const bf16 *bias, int64_t n, int N) {
 void cuda_add_bias(CudaCtx *c, bf16 *out, const bf16 *bias, int rows, int N) {
     int64_t n = (int64_t)rows * N;
     if (n <= 0) return;
-    add_bias_kernel<<<cdiv(n, 256), 256, 0, c->stream>>>(out, bias, n, N);
+    cuda_launch(c, add_bias_kernel, dim3(cdiv(n, 256)), dim3(256), 0, out, bias, n, N);
     CUDA_LAUNCH_CHECK(c);
 }

@@ -36,6 +36,7 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
 template <int R, typename OutT>
 __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, int K) {
     __shared__ float red[8][R * GEMV_NB];
+    pdl_trigger();
     const int g0 = blockIdx.x * GEMV_NB; /* first output row over all segments */
     int seg = 0;
 #pragma unroll
@@ -59,20 +60,36 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
     }
     const uint4 *x4 = (const uint4 *)x;
     int c = threadIdx.x;
+    const int bd = blockDim.x;
     /* two steps per iteration: 2 * GEMV_NB weight loads in flight per thread */
-    for (; c + (int)blockDim.x < K8; c += 2 * blockDim.x) {
-        uint4 wa[GEMV_NB], wb[GEMV_NB];
+    uint4 wa[GEMV_NB], wb[GEMV_NB];
+    auto load_w = [&](int cc) {
 #pragma unroll
         for (int j = 0; j < GEMV_NB; j++) {
-            wa[j] = __ldcs(w4[j] + c);
-            wb[j] = __ldcs(w4[j] + c + blockDim.x);
+            wa[j] = __ldcs(w4[j] + cc);
+            wb[j] = __ldcs(w4[j] + cc + bd);
         }
+    };
+    auto fma_x = [&](int cc) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            uint4 xa = __ldg(x4 + (int64_t)r * K8 + c), xb = __ldg(x4 + (int64_t)r * K8 + c + blockDim.x);
+            uint4 xa = __ldg(x4 + (int64_t)r * K8 + cc), xb = __ldg(x4 + (int64_t)r * K8 + cc + bd);
 #pragma unroll
             for (int j = 0; j < GEMV_NB; j++) acc[r][j] += dot8(wa[j], xa) + dot8(wb[j], xb);
         }
+    };
+    /* PDL: the first weights are requested before waiting for the kernel that writes x, so the
+     * stream of weight bytes starts during that kernel's tail (weights are never written) */
+    const bool first = c + bd < K8;
+    if (first) load_w(c);
+    pdl_wait();
+    if (first) {
+        fma_x(c);
+        c += 2 * bd;
+    }
+    for (; c + bd < K8; c += 2 * bd) {
+        load_w(c);
+        fma_x(c);
     }
     for (; c < K8; c += blockDim.x) {
         uint4 wa[GEMV_NB];
@@ -116,6 +133,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
 template <int R, typename OutT>
 __global__ void __launch_bounds__(GEMV2_WARPS * 32) gemv2_kernel(GemvSegs sg, const bf16 *x,
                                                                  int K) {
+    pdl_trigger();
+    pdl_wait();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n0 = (blockIdx.x * GEMV2_WARPS + warp) * GEMV2_WR;
     if (n0 >= sg.start[sg.nseg]) return;
@@ -174,7 +193,7 @@ static void gemv2_launch(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int rows
     int Ntot = sg->start[sg->nseg];
     dim3 grid(cdiv(Ntot, GEMV2_WR * GEMV2_WARPS));
     switch (rows) {
-#define CASE(R) case R: gemv2_kernel<R, OutT><<<grid, GEMV2_WARPS * 32, 0, c->stream>>>(*sg, x, K); break;
+#define CASE(R) case R: cuda_launch(c, gemv2_kernel<R, OutT>, grid, dim3(GEMV2_WARPS * 32), 0, *sg, x, K); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: fprintf(stderr, "cuda gemv2: rows %d unsupported\n", rows); abort();
@@ -206,7 +225,7 @@ static void gemv_launch(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int rows,
     int threads = K8 >= 256 ? 256 : ((K8 + 31) / 32) * 32;
     dim3 grid(cdiv(sg->start[sg->nseg], GEMV_NB));
     switch (rows) {
-#define CASE(R) case R: gemv_kernel<R, OutT><<<grid, threads, 0, c->stream>>>(*sg, x, K); break;
+#define CASE(R) case R: cuda_launch(c, gemv_kernel<R, OutT>, grid, dim3(threads), 0, *sg, x, K); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: fprintf(stderr, "cuda gemv: rows %d unsupported\n", rows); abort();
@@ -228,6 +247,9 @@ void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
 }
 
 /* ---------------- cuBLASLt plans ---------------- */
+
+#define LT_TUNE_ALGOS 8      /* heuristic candidates timed per shape */
+#define LT_TUNE_MAX_ROWS 512 /* shapes with more rows keep the heuristic's first choice */
 
 static int ptr_align(const void *a, const void *b, const void *o) {
     uintptr_t u = (uintptr_t)a | (uintptr_t)b | (uintptr_t)o;
@@ -331,20 +353,37 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[LT_TUNE_ALGOS];
     int nres = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref,
-                                                       1, &res, &nres);
+                                                       LT_TUNE_ALGOS, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0) {
         fprintf(stderr, "cuda gemm: no cuBLASLt algorithm for rows=%d N=%d K=%d (status %d)\n", rows,
                 N, K, (int)st);
         abort();
     }
-    p->algo = res.algo;
-    int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
+    p->algo = res[0].algo;
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cap));
+    /* The heuristic's first choice is often not the fastest for the skinny shapes of decode
+     * (rows <= LT_TUNE_MAX_ROWS: graph batch sizes and small chunks, each tuned once): time the
+     * candidates on the real operands and keep the fastest. Larger, ever-changing prefill row
+     * counts keep the heuristic's choice (tuning each new count would stall live steps). */
+    if (nres > 1 && c->lt_tune && rows <= LT_TUNE_MAX_ROWS && cap == cudaStreamCaptureStatusNone) {
+        float best = 0.f;
+        for (int i = 0; i < nres; i++) {
+            if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+            p->algo = res[i].algo;
+            float t = time_us(c, p, 0, out, x, w);
+            if (i == 0 || t < best) { best = t; p->lt_choice = i; }
+        }
+        p->algo = res[p->lt_choice].algo;
+        if (getenv("PAGELLM_CUDA_GEMM_LOG"))
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest (%.1f us)\n",
+                    rows, N, K, p->lt_choice, nres, best);
+    }
+    int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
     if (!gemv_ok || c->gemv_mode == 0) p->use_gemv = 0;
     else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode;
     else if (cap != cudaStreamCaptureStatusNone) p->use_gemv = rows <= 4 ? 2 : 0;

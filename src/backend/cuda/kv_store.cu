@@ -9,6 +9,8 @@
 template <typename KV>
 __global__ void kv_store_kernel(KV *kc, KV *vc, const bf16 *k, const bf16 *v, const int32_t *slots,
                                 int row, int vec) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int t = blockIdx.x;
     int64_t slot = slots[t];
     if (slot < 0) return;
@@ -36,10 +38,10 @@ void cuda_kv_store(CudaCtx *c, void *kcache, void *vcache, const bf16 *k, const 
     int vec = (row & 7) == 0 && (((uintptr_t)k | (uintptr_t)v) & 15) == 0 &&
               (((uintptr_t)kcache | (uintptr_t)vcache) & cache_align) == 0;
     if (c->kv_fp8)
-        kv_store_kernel<fp8><<<c->T, 128, 0, c->stream>>>((fp8 *)kcache, (fp8 *)vcache, k, v,
+        cuda_launch(c, kv_store_kernel<fp8>, dim3(c->T), dim3(128), 0, (fp8 *)kcache, (fp8 *)vcache, k, v,
                                                           c->dev.slot_mapping, row, vec);
     else
-        kv_store_kernel<bf16><<<c->T, 128, 0, c->stream>>>((bf16 *)kcache, (bf16 *)vcache, k, v,
+        cuda_launch(c, kv_store_kernel<bf16>, dim3(c->T), dim3(128), 0, (bf16 *)kcache, (bf16 *)vcache, k, v,
                                                            c->dev.slot_mapping, row, vec);
     CUDA_LAUNCH_CHECK(c);
 }

@@ -14,6 +14,8 @@ __device__ __forceinline__ float rbf(float x) { return __bfloat162float(__float2
 /* cos/sin of every (token, pair) of the step, once per step: the 36 layers share it. */
 __global__ void rope_table_kernel(float2 *tab, const int32_t *positions, const float *inv_freq,
                                   int T, int half) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= T * half) return;
     int t = idx / half, i = idx % half;
@@ -23,6 +25,8 @@ __global__ void rope_table_kernel(float2 *tab, const int32_t *positions, const f
 
 __global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn,
                                     const float2 *tab, int T, int Hq, int Hkv, int hd, float eps) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     int H = Hq + Hkv;
     if (warp >= T * H) return;
@@ -115,14 +119,14 @@ void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 
     size_t need = (size_t)c->T * (hd / 2);
     if (need > c->rope_tab_cap) rope_tab_grow(c, need); /* never during capture: the step before did */
     if (!c->rope_tab_valid || c->rope_tab_hd != hd) {
-        rope_table_kernel<<<cdiv(need, 256), 256, 0, c->stream>>>(c->rope_tab, c->dev.positions,
+        cuda_launch(c, rope_table_kernel, dim3(cdiv(need, 256)), dim3(256), 0, c->rope_tab, c->dev.positions,
                                                                    c->rope_inv_freq, c->T, hd / 2);
         CUDA_LAUNCH_CHECK(c);
         c->rope_tab_valid = 1;
         c->rope_tab_hd = hd;
     }
     long long warps = (long long)c->T * (Hq + Hkv);
-    qk_norm_rope_kernel<<<cdiv(warps * 32, 256), 256, 0, c->stream>>>(
+    cuda_launch(c, qk_norm_rope_kernel, dim3(cdiv(warps * 32, 256)), dim3(256), 0, 
         q, k, qn, kn, c->rope_tab, c->T, Hq, Hkv, hd, eps);
     CUDA_LAUNCH_CHECK(c);
 }

@@ -20,6 +20,8 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 
 __global__ void rmsnorm_vec_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w,
                                    int D, float eps) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const uint4 *x4 = (const uint4 *)(x + row * D);
@@ -63,6 +65,8 @@ __global__ void rmsnorm_vec_kernel(bf16 *out, bf16 *residual, const bf16 *x, con
 
 __global__ void rmsnorm_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int D,
                                float eps) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const bf16 *xr = x + row * D;
@@ -92,8 +96,8 @@ void cuda_rmsnorm(CudaCtx *c, bf16 *out, bf16 *residual, const bf16 *x, const bf
     int vec = (D & 7) == 0 &&
               (((uintptr_t)out | (uintptr_t)residual | (uintptr_t)x | (uintptr_t)w) & 15) == 0;
     if (vec)
-        rmsnorm_vec_kernel<<<rows, threads, 0, c->stream>>>(out, residual, x, w, D, eps);
+        cuda_launch(c, rmsnorm_vec_kernel, dim3(rows), dim3(threads), 0, out, residual, x, w, D, eps);
     else
-        rmsnorm_kernel<<<rows, threads, 0, c->stream>>>(out, residual, x, w, D, eps);
+        cuda_launch(c, rmsnorm_kernel, dim3(rows), dim3(threads), 0, out, residual, x, w, D, eps);
     CUDA_LAUNCH_CHECK(c);
 }
