@@ -2,7 +2,7 @@
  * backend, on fresh random inputs (seed printed; PAGELLM_TEST_SEED repeats a run), with outputs
  * poisoned (NaN) before each op so an unwritten element fails.
  *
- * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2" and "cuda-lt"
+ * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv3" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Needs a GPU; not run by CTest. */
@@ -21,7 +21,7 @@
 
 typedef struct NamedBackend { const char *name; Backend *b; } NamedBackend;
 
-static NamedBackend BK[6];
+static NamedBackend BK[8];
 static int NBK = 0;
 static Rng RNG;
 static int gpu_failures = 0, cpu_failures = 0, checks = 0;
@@ -693,8 +693,9 @@ static Backend *make_cuda(const char *gemv_mode, char *err) {
     else unsetenv("PAGELLM_CUDA_GEMV");
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;
-    o.enforce_eager = gemv_mode && !strcmp(gemv_mode, "graphs") ? 0 : 1;
-    if (!o.enforce_eager) unsetenv("PAGELLM_CUDA_GEMV");
+    o.enforce_eager = gemv_mode && !strncmp(gemv_mode, "graphs", 6) ? 0 : 1;
+    if (gemv_mode && !strcmp(gemv_mode, "graphs3")) setenv("PAGELLM_CUDA_GEMV", "3", 1); /* fused v3 */
+    else if (!o.enforce_eager) unsetenv("PAGELLM_CUDA_GEMV");
     Backend *b = backend_new("cuda", &o, err);
     unsetenv("PAGELLM_CUDA_GEMV");
     return b;
@@ -713,9 +714,11 @@ int main(void) {
         printf("cuda backend unavailable (%s): running the CPU backend only\n", err);
     else {
         BK[NBK++] = (NamedBackend){"cuda", g};
-        Backend *gv = make_cuda("1", err), *gv2 = make_cuda("2", err), *gl = make_cuda("0", err);
+        Backend *gv = make_cuda("1", err), *gv2 = make_cuda("2", err), *gv3 = make_cuda("3", err),
+                *gl = make_cuda("0", err);
         if (gv) BK[NBK++] = (NamedBackend){"cuda-gemv", gv};
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
+        if (gv3) BK[NBK++] = (NamedBackend){"cuda-gemv3", gv3};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
         BackendOptions fo = {0};
         fo.kv_dtype = DT_FP8_E4M3;
@@ -760,6 +763,14 @@ int main(void) {
             gg->ops->destroy(gg);
         } else {
             printf("cuda graphs backend: %s\n", err);
+            gpu_failures++;
+        }
+        gg = make_cuda("graphs3", err); /* graphs with every small-batch GEMV (fused too) on v3 */
+        if (gg) {
+            test_graph_decode(gg, g);
+            gg->ops->destroy(gg);
+        } else {
+            printf("cuda graphs backend (gemv3): %s\n", err);
             gpu_failures++;
         }
         gg = make_cuda("graphs", err);
