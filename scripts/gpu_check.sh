@@ -3,8 +3,9 @@
 # references, time the Qwen3 shapes with dummy weights, and run HF transformers side by side.
 #
 # Usage (repository root, on the GPU machine):
-#   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--ncu]
+#   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--fast] [--ncu]
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
+# --fast: no op profiles (decode and prefill), only the timings.
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # --engine: 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
 # `pagellm generate --device cuda --load-format dummy` on the Qwen3-8B shape; output tok/s and the
@@ -27,12 +28,13 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
-HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; NCU=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0; HFREF=1
+HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; FAST=0; NCU=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0; HFREF=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-hf) HF=0 ;;
     --shapes) SHAPES="$2"; shift ;;
     --quick) QUICK=1 ;;
+    --fast) FAST=1 ;;
     --ncu) NCU=1 ;;
     --no-model) MODEL=0 ;;
     --no-hf-ref) HFREF=0 ;;
@@ -186,7 +188,7 @@ if [ $DEV -eq 1 ]; then
 fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
-for kv in "" --kv-fp8; do
+[ $FAST -eq 1 ] || for kv in "" --kv-fp8; do
   for pipe in 0 1; do
     echo "== decode op profile ${kv:-bf16 KV}, PAGELLM_CUDA_DECODE_PIPE=$pipe" >> "$OUT/bench.log"
     PAGELLM_CUDA_DECODE_PIPE=$pipe timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 \
@@ -195,7 +197,7 @@ for kv in "" --kv-fp8; do
 done
 
 # where prefill time goes (per-op events, synchronizing: not a timing run)
-PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
+[ $FAST -eq 1 ] || PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
   sed -n '/cuda profile/,$p' >> "$OUT/bench.log"
 grep -v "^gemm rows" "$OUT/bench.log" | grep -v "^INFO" | tail -60
 
