@@ -348,8 +348,9 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
             LDR::issue(dst_k((kt + 1) & 1), dst_v((kt + 1) & 1), DST_LD, kc, vc,
                        slots + ((kt + 1) & 1) * PF2_KEYS, kvh, Hkv);
         cp_async_commit();
-        /* tile kt + 2's slots: loaded now, stored after the math into tile kt's table (read by
-         * the issue before this iteration's barrier, read again after the next one) */
+        /* tile kt + 2's slots: loaded now, stored after the math into tile kt's table (its last
+         * reader, the issue of tile kt, ran before this iteration's barrier; the issue of tile
+         * kt + 2 reads it after the next one) */
         int next_slot = -1;
         if (looker) next_slot = pf2_slot((kt + 2) * PF2_KEYS + threadIdx.x, kend, bt, block_size);
         const bf16 *Ks, *Vs;
