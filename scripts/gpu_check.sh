@@ -98,7 +98,7 @@ echo "build rc=$BUILD_RC ($(( $(date +%s) - T0 )) s)"
 [ $BUILD_RC -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
 
 # ---------------------------------------------------------------- correctness
-PAGELLM_CUDA_SYNC_CHECK=1 timeout 300 $B/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
+PAGELLM_CUDA_SYNC_CHECK=1 timeout 420 $B/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
 TEST_RC=$?
 grep -E "FAIL|checks" "$OUT/test_cuda_ops.log" | tail -25
 echo "test_cuda_ops rc=$TEST_RC ($(( $(date +%s) - T0 )) s)"
@@ -196,10 +196,17 @@ fi
   done
 done
 
-# where prefill time goes (per-op events, synchronizing: not a timing run)
-[ $FAST -eq 1 ] || PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
-  sed -n '/cuda profile/,$p' >> "$OUT/bench.log"
-grep -v "^gemm rows" "$OUT/bench.log" | grep -v "^INFO" | tail -60
+# where prefill time goes (per-op events, synchronizing: not a timing run), for each prefill
+# attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 8 warps, 3 the
+# same with 4 warps, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
+for pa in 2 3 1; do
+  echo "== prefill profile PAGELLM_CUDA_PREFILL_ATTN=$pa" >> "$OUT/bench.log"
+  PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
+    grep -E "^prefill [0-9]+: TTFT" >> "$OUT/bench.log"
+  [ $FAST -eq 1 ] || PAGELLM_CUDA_PREFILL_ATTN=$pa PAGELLM_CUDA_PROFILE=1 timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
+    sed -n '/cuda profile/,$p' >> "$OUT/bench.log"
+done
+grep -v "^gemm rows" "$OUT/bench.log" | grep -v "^INFO" | tail -120
 
 if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
   # Hardware counters of the kernels that bound the missed targets: the batch-1 GEMVs (decode),

@@ -3,7 +3,9 @@
  * poisoned (NaN) before each op so an unwritten element fails.
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv3" and "cuda-lt"
- * (each GEMM path forced, so all are checked whatever the autotuner picks), and "cpu" (the reference backend;
+ * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
+ * "cuda-fp8kv", "cuda-pipe" and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
+ * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Needs a GPU; not run by CTest. */
 #include <math.h>
@@ -372,13 +374,18 @@ static void test_embed_gather(int T, int V, int D) {
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
 static Backend *PIPE;    /* the CUDA backend with PAGELLM_CUDA_DECODE_PIPE=1 (attention tests only) */
+/* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2):
+ * 1 the original kernel, 3 prefill_attn_v2 with 4 warps a block; bf16 and fp8 KV caches. */
+static Backend *PF1, *PF3, *PF1FP8, *PF3FP8;
 
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
- * and decodes, over a shuffled block table. fp8: the cache values (and this step's k/v) are
- * made fp8-representable first, so the float64 reference sees exactly what the fp8 cache
- * holds, and only the fp8-KV backend runs. */
+ * and decodes, over a shuffled block table, on each of the nlist backends (one set of inputs
+ * and one float64 reference for all). fp8: the cache values (and this step's k/v) are made
+ * fp8-representable first, so the float64 reference sees exactly what the fp8 cache holds;
+ * the list then holds fp8-KV backends only. */
 static void test_attention_kv(const char *label, int S, const int *prefix, const int *chunk, int Hq,
-                              int Hkv, int hd, int block_size, int fp8, const NamedBackend *only) {
+                              int Hkv, int hd, int block_size, int fp8, const NamedBackend *list,
+                              int nlist) {
     Batch B;
     batch_build(&B, S, prefix, chunk, block_size, 1000);
     int T = B.m.num_tokens, G = Hq / Hkv;
@@ -435,10 +442,9 @@ static void test_attention_kv(const char *label, int S, const int *prefix, const
     snprintf(shape, sizeof shape, "%s Hq=%d Hkv=%d hd=%d T=%d", label, Hq, Hkv, hd, T);
     float *out = xmalloc(4 * (no > nslots * row ? no : nslots * row));
     double *cref = xmalloc(8 * nslots * row);
-    for (int k = 0; k < (only ? 1 : NBK); k++) {
-        const NamedBackend *nb = only ? only : &BK[k];
+    for (int k = 0; k < nlist; k++) {
+        const NamedBackend *nb = &list[k];
         Backend *b = nb->b;
-        if (!only && k > 0 && strncmp(BK[k].name, "cuda-", 5) == 0) continue;
         DType kvt = b->kv_dtype;
         void *kc = dev_upload(b, kpre, nslots * row, kvt), *vc = dev_upload(b, vpre, nslots * row, kvt);
         void *dq = dev_upload(b, q, (size_t)T * Hq * hd, b->act_dtype);
@@ -468,10 +474,20 @@ static void test_attention_kv(const char *label, int S, const int *prefix, const
 
 static void test_attention(const char *label, int S, const int *prefix, const int *chunk, int Hq,
                            int Hkv, int hd, int block_size) {
-    test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, NULL);
-    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV}, pipenb = {"cuda-pipe", PIPE};
-    if (FP8KV) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, &fp8nb);
-    if (PIPE) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, &pipenb);
+    /* bf16 cache: "cuda" (the default kernels), the CPU backend and the CUDA variants that
+     * pick other attention kernels; the GEMM-path variants (cuda-gemv...) add nothing here */
+    NamedBackend bl[16], fl[4];
+    int nb = 0, nf = 0;
+    for (int k = 0; k < NBK; k++)
+        if (k == 0 || strncmp(BK[k].name, "cuda-", 5) != 0) bl[nb++] = BK[k];
+    if (PIPE) bl[nb++] = (NamedBackend){"cuda-pipe", PIPE};
+    if (PF1) bl[nb++] = (NamedBackend){"cuda-pf1", PF1};
+    if (PF3) bl[nb++] = (NamedBackend){"cuda-pf3", PF3};
+    if (FP8KV) fl[nf++] = (NamedBackend){"cuda-fp8kv", FP8KV};
+    if (PF1FP8) fl[nf++] = (NamedBackend){"cuda-pf1-fp8kv", PF1FP8};
+    if (PF3FP8) fl[nf++] = (NamedBackend){"cuda-pf3-fp8kv", PF3FP8};
+    test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, bl, nb);
+    if (nf) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, fl, nf);
 }
 
 static void attention_suite(void) {
@@ -489,6 +505,20 @@ static void attention_suite(void) {
     test_attention("prefill 700", 1, pre3, ch3, 32, 8, 128, 16);
     int pre4[] = {1500}, ch4[] = {1};
     test_attention("decode 1500 bs32", 1, pre4, ch4, 32, 8, 128, 32);
+    /* prefill chunks of 2..255 tokens, fresh and after cached prefixes (on and off page and
+     * tile boundaries), lengths off the kernels' token tiles, beside decodes; GQA groups 1, 2,
+     * 3, 4 and 8 (TPT*G short of the block's rows for G = 3), head dims 128, 64, 32 */
+    int pre5[] = {0, 0, 45, 130, 0, 64, 1, 500, 17};
+    int ch5[] = {2, 33, 77, 201, 129, 1, 255, 31, 64};
+    int cfg5[][3] = {{32, 8, 128}, {64, 8, 128}, {8, 8, 64}, {16, 2, 64}, {6, 2, 64}, {12, 4, 32},
+                     {8, 4, 128}};
+    for (size_t i = 0; i < sizeof cfg5 / sizeof cfg5[0]; i++)
+        test_attention("chunks", 9, pre5, ch5, cfg5[i][0], cfg5[i][1], cfg5[i][2], 16);
+    test_attention("chunks bs32", 9, pre5, ch5, 32, 8, 128, 32);
+    /* long prefills, fresh and after a cached prefix: many key tiles per block, blocks of very
+     * different lengths in one grid */
+    int pre6[] = {0, 333, 5}, ch6[] = {1100, 1000, 1};
+    test_attention("long prefills", 3, pre6, ch6, 8, 2, 128, 16);
 }
 
 
@@ -729,6 +759,18 @@ int main(void) {
         setenv("PAGELLM_CUDA_DECODE_PIPE", "1", 1);
         PIPE = backend_new("cuda", &fo, err);
         unsetenv("PAGELLM_CUDA_DECODE_PIPE");
+        /* the other prefill attention kernels (the variable is read at backend_new) */
+        setenv("PAGELLM_CUDA_PREFILL_ATTN", "1", 1);
+        PF1 = backend_new("cuda", &fo, err);
+        fo.kv_dtype = DT_FP8_E4M3;
+        PF1FP8 = backend_new("cuda", &fo, err);
+        setenv("PAGELLM_CUDA_PREFILL_ATTN", "3", 1);
+        PF3FP8 = backend_new("cuda", &fo, err);
+        fo.kv_dtype = DT_COUNT;
+        PF3 = backend_new("cuda", &fo, err);
+        unsetenv("PAGELLM_CUDA_PREFILL_ATTN");
+        if (!PF1 || !PF3 || !PF1FP8 || !PF3FP8)
+            printf("FAIL: cuda backend with PAGELLM_CUDA_PREFILL_ATTN=1/3: %s\n", err), gpu_failures++;
     }
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;

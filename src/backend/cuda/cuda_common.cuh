@@ -175,6 +175,8 @@ typedef struct CudaCtx {
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
+    int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
+                              2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */
@@ -305,6 +307,10 @@ void cuda_kv_store(CudaCtx *c, void *kcache, void *vcache, const bf16 *k, const 
                    int hd);
 void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                     const void *vcache, int Hq, int Hkv, int hd);
+/* prefill_attn_v2.cu: the prefill chunks' part of cuda_attention (c->prefill_attn 2 or 3):
+ * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
+void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
+                          const void *vcache, int Hq, int Hkv, int hd, float sl2);
 /* out[rows,N] = x[rows,K] @ w[N,K]^T, out in bf16 (out_f32 = 0) or float32 (out_f32 = 1). */
 void cuda_gemm(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);

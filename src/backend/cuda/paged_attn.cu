@@ -385,6 +385,10 @@ void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
 template <int HD, typename KV>
 static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                            int Hq, int Hkv, float sl2) {
+    if (c->prefill_attn != 1) { /* PAGELLM_CUDA_PREFILL_ATTN: 2 (default) / 3, prefill_attn_v2.cu */
+        cuda_prefill_attn_v2(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
+        return;
+    }
     int G = Hq / Hkv, TPT = PF_ROWS / G;
     dim3 grid(Hkv, cdiv(c->max_query_len, TPT), c->num_prefill);
     prefill_attn_kernel<HD, KV><<<grid, 128, 0, c->stream>>>(
