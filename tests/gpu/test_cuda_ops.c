@@ -371,7 +371,10 @@ static void test_embed_gather(int T, int V, int D) {
 }
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
-static Backend *PIPE;    /* the CUDA backend with PAGELLM_CUDA_DECODE_PIPE=1 (attention tests only) */
+/* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),
+ * bf16 and fp8 KV (attention tests only); "cuda" and "cuda-fp8kv" run v3 (tensor cores) for
+ * head_dim 64/128. */
+static Backend *DEC1, *DEC1FP8;
 
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
  * and decodes, over a shuffled block table. fp8: the cache values (and this step's k/v) are
@@ -469,18 +472,35 @@ static void test_attention_kv(const char *label, int S, const int *prefix, const
 static void test_attention(const char *label, int S, const int *prefix, const int *chunk, int Hq,
                            int Hkv, int hd, int block_size) {
     test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, NULL);
-    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV}, pipenb = {"cuda-pipe", PIPE};
+    NamedBackend fp8nb = {"cuda-fp8kv", FP8KV}, d1nb = {"cuda-dec1", DEC1},
+                 d1fp8nb = {"cuda-dec1-fp8kv", DEC1FP8};
     if (FP8KV) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, &fp8nb);
-    if (PIPE) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, &pipenb);
+    if (DEC1) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, &d1nb);
+    if (DEC1FP8) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, &d1fp8nb);
 }
 
 static void attention_suite(void) {
     /* mixed: fresh prefill, prefill after cached prefix, long and short decodes */
     int pre1[] = {0, 37, 999, 4, 0, 300, 16};
     int ch1[] = {130, 100, 1, 1, 1, 1, 17};
-    int cfg[][3] = {{32, 8, 128}, {16, 8, 128}, {40, 8, 128}, {8, 8, 64}, {4, 2, 32}, {8, 2, 16}};
+    int cfg[][3] = {{32, 8, 128}, {16, 8, 128}, {40, 8, 128}, {64, 8, 128}, {8, 8, 64},
+                    {32, 4, 64}, {4, 2, 32}, {8, 2, 16}};
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++)
         test_attention("mixed", 7, pre1, ch1, cfg[i][0], cfg[i][1], cfg[i][2], 16);
+    /* decodes only, at the edges of the 16-key groups and cache blocks: contexts 1, 15, 16, 17,
+     * 31, 33, 64, 65, 701, 1500. Few sequences: split-KV (with splits past the end); 40
+     * sequences (x 8 kv heads >= 2 x SMs): one split. G = 4, 8, 2, 5 at hd 128, 8 and 1 at hd 64;
+     * block size 8 (a 16-key group spans two cache blocks) and 32. */
+    int pre5[] = {0, 14, 15, 16, 30, 32, 63, 64, 700, 1499}, ch5[40];
+    int pre6[40];
+    for (int i = 0; i < 40; i++) { pre6[i] = pre5[i % 10]; ch5[i] = 1; }
+    int dcfg[][3] = {{32, 8, 128}, {64, 8, 128}, {16, 8, 128}, {40, 8, 128}, {64, 8, 64}, {8, 8, 64}};
+    for (size_t i = 0; i < sizeof dcfg / sizeof dcfg[0]; i++) {
+        test_attention("decode edges", 10, pre5, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+        test_attention("decode edges x40", 40, pre6, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+    }
+    test_attention("decode edges bs8", 10, pre5, ch5, 32, 8, 128, 8);
+    test_attention("decode edges bs32", 10, pre5, ch5, 64, 8, 128, 32);
     /* many decodes (no split-KV) and one long prefill chunk */
     int pre2[48], ch2[48];
     for (int i = 0; i < 48; i++) { pre2[i] = 1 + (int)(rng_next(&RNG) % 700); ch2[i] = 1; }
@@ -722,10 +742,12 @@ int main(void) {
         fo.enforce_eager = 1;
         FP8KV = backend_new("cuda", &fo, err);
         if (!FP8KV) printf("FAIL: cuda backend with an fp8 KV cache: %s\n", err), gpu_failures++;
+        setenv("PAGELLM_CUDA_DECODE_ATTN", "1", 1);
+        DEC1FP8 = backend_new("cuda", &fo, err);
         fo.kv_dtype = DT_COUNT;
-        setenv("PAGELLM_CUDA_DECODE_PIPE", "1", 1);
-        PIPE = backend_new("cuda", &fo, err);
-        unsetenv("PAGELLM_CUDA_DECODE_PIPE");
+        DEC1 = backend_new("cuda", &fo, err);
+        unsetenv("PAGELLM_CUDA_DECODE_ATTN");
+        if (!DEC1 || !DEC1FP8) printf("FAIL: cuda backend with decode attention v1: %s\n", err), gpu_failures++;
     }
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;

@@ -483,7 +483,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
-    c->decode_pipe = env_int("PAGELLM_CUDA_DECODE_PIPE", 0);
+    c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));
