@@ -1,7 +1,7 @@
 /* decode_attn_tc.cu: split-KV decode attention on the tensor cores (decode attention v3).
  *
- * One block per (split, decode sequence, kv head), as decode_attn_kernel (v1) in paged_attn.cu,
- * and the same outputs: the attention row itself when there is one split, else the split's
+ * One block per (kv head, split, decode sequence), as decode_attn_kernel (v1) in paged_attn.cu
+ * (whose grid is (split, seq, kv head)), and the same outputs: the attention row itself when there is one split, else the split's
  * partial (max, sum, unnormalised output) in v1's layout, which decode_combine_kernel merges.
  * v1 spends ~100 CUDA-core instructions per key and per query head and cannot keep HBM busy;
  * here a key costs a few tensor-core instructions and the kernel is meant to be bound by the
@@ -228,7 +228,7 @@ __device__ __forceinline__ void dtc_pv(float (&o)[HD / 8][4], const uint32_t (&p
     }
 }
 
-/* Block (split, decode seq di, kv head): attention of the G query heads of kvh over the split's
+/* Block (kv head, split, decode seq di): attention of the G query heads of kvh over the split's
  * keys [kb, ke); kb a multiple of 16. nsplit == 1: out rows; else the partial
  * part[di, head, split, 0..HD+1] = (unnormalised O, max, sum) in base 2 (v1's layout). Launched
  * with PDL (cuda_launch): everything it reads comes after pdl_wait. */
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     pdl_wait();    /* q, the cache and the metadata come from earlier kernels / copies */
 
     const int G = Hq / Hkv;
-    const int split = blockIdx.x, nsplit = gridDim.x, di = blockIdx.y, kvh = blockIdx.z;
+    const int kvh = blockIdx.x, split = blockIdx.y, nsplit = gridDim.y, di = blockIdx.z;
     const int s = decode_seqs[di];
     const int tok = query_start[s];
     const int seq_len = seq_lens[s];
@@ -397,7 +397,9 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
                                         (int)cudaSharedmemCarveoutMaxShared));
         attr_set |= bit;
     }
-    dim3 grid(c->decode_splits, c->num_decode, Hkv);
+    /* kv heads fastest: the blocks running together read neighbouring 256-byte rows of the
+     * same cache blocks ([block, pos, Hkv, hd]), not rows 2 KB apart */
+    dim3 grid(Hkv, c->decode_splits, c->num_decode);
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2);
