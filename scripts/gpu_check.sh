@@ -189,9 +189,9 @@ fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
 [ $FAST -eq 1 ] || for kv in "" --kv-fp8; do
-  for pipe in 0 1; do
-    echo "== decode op profile ${kv:-bf16 KV}, PAGELLM_CUDA_DECODE_PIPE=$pipe" >> "$OUT/bench.log"
-    PAGELLM_CUDA_DECODE_PIPE=$pipe timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 \
+  for dec in 1 3; do
+    echo "== decode op profile ${kv:-bf16 KV}, PAGELLM_CUDA_DECODE_ATTN=$dec" >> "$OUT/bench.log"
+    PAGELLM_CUDA_DECODE_ATTN=$dec timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 \
       --op-profile 2>&1 >/dev/null | grep -E "decode bs|op profile" >> "$OUT/bench.log"
   done
 done

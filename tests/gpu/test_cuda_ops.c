@@ -4,7 +4,7 @@
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv3" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
- * "cuda-fp8kv", "cuda-pipe" and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
+ * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Needs a GPU; not run by CTest. */
@@ -373,10 +373,13 @@ static void test_embed_gather(int T, int V, int D) {
 }
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
-static Backend *PIPE;    /* the CUDA backend with PAGELLM_CUDA_DECODE_PIPE=1 (attention tests only) */
 /* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2):
  * 1 the original kernel, 3 prefill_attn_v2 with 4 warps a block; bf16 and fp8 KV caches. */
 static Backend *PF1, *PF3, *PF1FP8, *PF3FP8;
+/* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),
+ * bf16 and fp8 KV (attention tests only); "cuda" and "cuda-fp8kv" run v3 (tensor cores) for
+ * head_dim 64/128. */
+static Backend *DEC1, *DEC1FP8;
 
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
  * and decodes, over a shuffled block table, on each of the nlist backends (one set of inputs
@@ -480,10 +483,11 @@ static void test_attention(const char *label, int S, const int *prefix, const in
     int nb = 0, nf = 0;
     for (int k = 0; k < NBK; k++)
         if (k == 0 || strncmp(BK[k].name, "cuda-", 5) != 0) bl[nb++] = BK[k];
-    if (PIPE) bl[nb++] = (NamedBackend){"cuda-pipe", PIPE};
+    if (DEC1) bl[nb++] = (NamedBackend){"cuda-dec1", DEC1};
     if (PF1) bl[nb++] = (NamedBackend){"cuda-pf1", PF1};
     if (PF3) bl[nb++] = (NamedBackend){"cuda-pf3", PF3};
     if (FP8KV) fl[nf++] = (NamedBackend){"cuda-fp8kv", FP8KV};
+    if (DEC1FP8) fl[nf++] = (NamedBackend){"cuda-dec1-fp8kv", DEC1FP8};
     if (PF1FP8) fl[nf++] = (NamedBackend){"cuda-pf1-fp8kv", PF1FP8};
     if (PF3FP8) fl[nf++] = (NamedBackend){"cuda-pf3-fp8kv", PF3FP8};
     test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, bl, nb);
@@ -494,9 +498,24 @@ static void attention_suite(void) {
     /* mixed: fresh prefill, prefill after cached prefix, long and short decodes */
     int pre1[] = {0, 37, 999, 4, 0, 300, 16};
     int ch1[] = {130, 100, 1, 1, 1, 1, 17};
-    int cfg[][3] = {{32, 8, 128}, {16, 8, 128}, {40, 8, 128}, {8, 8, 64}, {4, 2, 32}, {8, 2, 16}};
+    int cfg[][3] = {{32, 8, 128}, {16, 8, 128}, {40, 8, 128}, {64, 8, 128}, {8, 8, 64},
+                    {32, 4, 64}, {4, 2, 32}, {8, 2, 16}};
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++)
         test_attention("mixed", 7, pre1, ch1, cfg[i][0], cfg[i][1], cfg[i][2], 16);
+    /* decodes only, at the edges of the 16-key groups and cache blocks: contexts 1, 15, 16, 17,
+     * 31, 33, 64, 65, 701, 1500. Few sequences: split-KV (with splits past the end); 40
+     * sequences (x 8 kv heads >= 2 x SMs): one split. G = 4, 8, 2, 5 at hd 128, 8 and 1 at hd 64;
+     * block size 8 (a 16-key group spans two cache blocks) and 32. */
+    int pre5[] = {0, 14, 15, 16, 30, 32, 63, 64, 700, 1499}, ch5[40];
+    int pre6[40];
+    for (int i = 0; i < 40; i++) { pre6[i] = pre5[i % 10]; ch5[i] = 1; }
+    int dcfg[][3] = {{32, 8, 128}, {64, 8, 128}, {16, 8, 128}, {40, 8, 128}, {64, 8, 64}, {8, 8, 64}};
+    for (size_t i = 0; i < sizeof dcfg / sizeof dcfg[0]; i++) {
+        test_attention("decode edges", 10, pre5, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+        test_attention("decode edges x40", 40, pre6, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+    }
+    test_attention("decode edges bs8", 10, pre5, ch5, 32, 8, 128, 8);
+    test_attention("decode edges bs32", 10, pre5, ch5, 64, 8, 128, 32);
     /* many decodes (no split-KV) and one long prefill chunk */
     int pre2[48], ch2[48];
     for (int i = 0; i < 48; i++) { pre2[i] = 1 + (int)(rng_next(&RNG) % 700); ch2[i] = 1; }
@@ -755,10 +774,12 @@ int main(void) {
         fo.enforce_eager = 1;
         FP8KV = backend_new("cuda", &fo, err);
         if (!FP8KV) printf("FAIL: cuda backend with an fp8 KV cache: %s\n", err), gpu_failures++;
+        setenv("PAGELLM_CUDA_DECODE_ATTN", "1", 1);
+        DEC1FP8 = backend_new("cuda", &fo, err);
         fo.kv_dtype = DT_COUNT;
-        setenv("PAGELLM_CUDA_DECODE_PIPE", "1", 1);
-        PIPE = backend_new("cuda", &fo, err);
-        unsetenv("PAGELLM_CUDA_DECODE_PIPE");
+        DEC1 = backend_new("cuda", &fo, err);
+        unsetenv("PAGELLM_CUDA_DECODE_ATTN");
+        if (!DEC1 || !DEC1FP8) printf("FAIL: cuda backend with decode attention v1: %s\n", err), gpu_failures++;
         /* the other prefill attention kernels (the variable is read at backend_new) */
         setenv("PAGELLM_CUDA_PREFILL_ATTN", "1", 1);
         PF1 = backend_new("cuda", &fo, err);

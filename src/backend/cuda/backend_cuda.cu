@@ -484,8 +484,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
-    c->decode_pipe = env_int("PAGELLM_CUDA_DECODE_PIPE", 0);
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
+    c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

@@ -169,7 +169,8 @@ typedef struct CudaCtx {
     size_t lt_ws_bytes;
     int enforce_eager;
     int kv_fp8;            /* the KV cache holds fp8 e4m3 (--kv-cache-dtype fp8), else bf16 */
-    int decode_pipe;       /* PAGELLM_CUDA_DECODE_PIPE=1: software-pipelined decode attention */
+    int decode_attn;       /* PAGELLM_CUDA_DECODE_ATTN: 1 v1 (CUDA cores), 3 (default) v3 on the
+                              tensor cores where it applies (head_dim 64/128), else v1 */
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
@@ -311,6 +312,12 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
  * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                           const void *vcache, int Hq, int Hkv, int hd, float sl2);
+/* decode_attn_tc.cu: the decodes of the step (c->num_decode, c->decode_splits) on the tensor
+ * cores: out rows (one split) or c->attn_part partials for decode_combine_kernel (paged_attn.cu).
+ * The cache type follows c->kv_fp8; scale_log2 = log2(e) / sqrt(hd). Launched with PDL. */
+int cuda_decode_attn_tc_supported(int Hq, int Hkv, int hd);
+void cuda_decode_attn_tc(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
+                         const void *vcache, int Hq, int Hkv, int hd, float scale_log2);
 /* out[rows,N] = x[rows,K] @ w[N,K]^T, out in bf16 (out_f32 = 0) or float32 (out_f32 = 1). */
 void cuda_gemm(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);

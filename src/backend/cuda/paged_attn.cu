@@ -11,10 +11,12 @@
  *    tensor cores (mma.sync m16n8k16 bf16, fp32 accumulators) with the online softmax in
  *    registers. Tiles of later tokens (more keys) are launched first.
  *  - decodes (one new token): split-KV ("flash decoding"). Block (split, seq, kv head) reads a
- *    contiguous range of the sequence's keys with 16-byte loads, keeps an online softmax per
- *    query head, and writes a partial (max, sum, unnormalised output) that a second kernel
- *    merges. The split count depends on the batch size only, so a CUDA graph captured for a
- *    batch size stays valid as contexts grow.
+ *    contiguous range of the sequence's keys, keeps an online softmax per query head, and
+ *    writes a partial (max, sum, unnormalised output) that a second kernel merges. head_dim
+ *    64/128: on the tensor cores with cp.async rings (decode_attn_tc.cu, v3); otherwise, or with
+ *    PAGELLM_CUDA_DECODE_ATTN=1, here with 16-byte loads on the CUDA cores (v1). The split
+ *    count depends on the batch size only, so a CUDA graph captured for a batch size stays
+ *    valid as contexts grow.
  * Softmax runs in base 2 with the scale folded in; P is rounded to bf16 for the P·V product.
  * The cache is bf16 or fp8 e4m3 (kv_get8 widens 8 elements to bf16 as they are loaded). */
 #include <math.h>
@@ -183,9 +185,9 @@ __global__ void __launch_bounds__(128) prefill_attn_kernel(
 
 #define DEC_WARPS 4
 
-/* PIPE: the next UNR keys' loads are issued before the current ones are computed (software
- * pipelining, twice the K/V registers); PAGELLM_CUDA_DECODE_PIPE=1 picks it. */
-template <int HD, int GMAX, typename KV, bool PIPE>
+/* v1 (PAGELLM_CUDA_DECODE_ATTN=1, and head_dim 16/32): CUDA cores, 16-byte loads, LPK lanes
+ * per key. v3 (decode_attn_tc.cu) is the default for head_dim 64/128. */
+template <int HD, int GMAX, typename KV>
 __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
@@ -240,7 +242,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
     const int *bt = block_tables + (int64_t)s * mbps;
     const int step = DEC_WARPS * KPW;
     /* the loop bound is uniform across the warp: every lane reaches the shuffles */
-    uint4 kr[UNR], vr[UNR], kn[UNR], vn[UNR];
+    uint4 kr[UNR], vr[UNR];
     auto load_keys = [&](int jw0, uint4 (&kd)[UNR], uint4 (&vd)[UNR]) {
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
@@ -254,13 +256,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
             }
         }
     };
-    if (PIPE) load_keys(kb + warp * KPW, kr, vr);
     for (int jw = kb + warp * KPW; jw < ke; jw += step * UNR) {
-        if (PIPE) {
-            load_keys(jw + step * UNR, kn, vn);   /* in flight while this group computes */
-        } else {
-            load_keys(jw, kr, vr);
-        }
+        load_keys(jw, kr, vr);
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
             int j = jw + kslot + u * step;
@@ -291,10 +288,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[gg][e] = fmaf(o[gg][e], alpha, p * vf[e]);
             }
-        }
-        if (PIPE) {
-#pragma unroll
-            for (int u = 0; u < UNR; u++) { kr[u] = kn[u]; vr[u] = vn[u]; }
         }
     }
     /* merge the NGRP states of this block */
@@ -401,14 +394,9 @@ template <int HD, int GMAX, typename KV>
 static void launch_decode_g(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc,
                             const KV *vc, int Hq, int Hkv, float sl2) {
     dim3 grid(c->decode_splits, c->num_decode, Hkv);
-    if (c->decode_pipe)
-        decode_attn_kernel<HD, GMAX, KV, true><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
-            out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
-            c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
-    else
-        decode_attn_kernel<HD, GMAX, KV, false><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
-            out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
-            c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
+    decode_attn_kernel<HD, GMAX, KV><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+        out, c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
+        c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, c->num_decode, sl2);
     CUDA_LAUNCH_CHECK(c);
 }
 
@@ -416,7 +404,9 @@ template <int HD, typename KV>
 static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                           int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv;
-    if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    if (c->decode_attn != 1 && cuda_decode_attn_tc_supported(Hq, Hkv, HD))
+        cuda_decode_attn_tc(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
+    else if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 2) launch_decode_g<HD, 2, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 4) launch_decode_g<HD, 4, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else launch_decode_g<HD, 8, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
