@@ -118,9 +118,9 @@ typedef struct GemmPlan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
-    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 3 GEMV v3 */
+    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
-    float t_gemv_us, t_gemv2_us, t_gemv3_us, t_lt_us;
+    float t_gemv_us, t_gemv2_us, t_lt_us;
 } GemmPlan;
 
 #define CUDA_MAX_PLANS 512
@@ -234,8 +234,7 @@ typedef struct CudaCtx {
     int prof_nmm;
 
     /* fused same-input GEMV groups: measured fused vs separate, the faster kept */
-    /* use: 0 separate launches, 1 fused GEMV v1, 3 fused GEMV v3 (fastest measured) */
-    struct { int rows, K, n, N[3], use; float t_fused, t_fused3, t_sep; } fuse_plans[64];
+    struct { int rows, K, n, N[3], use; float t_fused, t_sep; } fuse_plans[64];
     int nfuse;
 
     GemmPlan plans[CUDA_MAX_PLANS];
@@ -345,11 +344,6 @@ typedef struct GemvSegs {
 void cuda_gemv_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 /* The same over GEMV v1 (4 rows per block; every segment but the last a multiple of 4 rows). */
 void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
-
-/* gemv_stream.cu: GEMV v3, the same contract with the weights streamed by bulk copies into a
- * shared-memory ring (any segment sizes; K % 8 == 0 and a row of at most 48 KB). */
-int cuda_gemv3_supported(int rows, int K, const void *x, const GemvSegs *sg);
-void cuda_gemv3_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 
 /* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
 int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);

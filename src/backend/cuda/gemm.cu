@@ -61,31 +61,35 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
     const uint4 *x4 = (const uint4 *)x;
     int c = threadIdx.x;
     const int bd = blockDim.x;
-    /* PDL: the first step's weights are pulled into L2 before waiting for the kernel that
-     * writes x, so the weight stream starts during that kernel's tail (weights are never
-     * written; a prefetch holds no registers, unlike loads issued this early) */
-    if (c + bd < K8) {
-#pragma unroll
-        for (int j = 0; j < GEMV_NB; j++) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(w4[j] + c));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(w4[j] + c + bd));
-        }
-    }
-    pdl_wait();
     /* two steps per iteration: 2 * GEMV_NB weight loads in flight per thread */
-    for (; c + bd < K8; c += 2 * bd) {
-        uint4 wa[GEMV_NB], wb[GEMV_NB];
+    uint4 wa[GEMV_NB], wb[GEMV_NB];
+    auto load_w = [&](int cc) {
 #pragma unroll
         for (int j = 0; j < GEMV_NB; j++) {
-            wa[j] = __ldcs(w4[j] + c);
-            wb[j] = __ldcs(w4[j] + c + bd);
+            wa[j] = __ldcs(w4[j] + cc);
+            wb[j] = __ldcs(w4[j] + cc + bd);
         }
+    };
+    auto fma_x = [&](int cc) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            uint4 xa = __ldg(x4 + (int64_t)r * K8 + c), xb = __ldg(x4 + (int64_t)r * K8 + c + bd);
+            uint4 xa = __ldg(x4 + (int64_t)r * K8 + cc), xb = __ldg(x4 + (int64_t)r * K8 + cc + bd);
 #pragma unroll
             for (int j = 0; j < GEMV_NB; j++) acc[r][j] += dot8(wa[j], xa) + dot8(wb[j], xb);
         }
+    };
+    /* PDL: the first weights are requested before waiting for the kernel that writes x, so the
+     * stream of weight bytes starts during that kernel's tail (weights are never written) */
+    const bool first = c + bd < K8;
+    if (first) load_w(c);
+    pdl_wait();
+    if (first) {
+        fma_x(c);
+        c += 2 * bd;
+    }
+    for (; c + bd < K8; c += 2 * bd) {
+        load_w(c);
+        fma_x(c);
     }
     for (; c < K8; c += blockDim.x) {
         uint4 wa[GEMV_NB];
@@ -273,22 +277,11 @@ static void lt_run(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16
                                 p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
 }
 
-static GemvSegs one_seg(void *out, const bf16 *w, int N) {
-    GemvSegs sg;
-    memset(&sg, 0, sizeof sg);
-    sg.w[0] = w; sg.out[0] = out; sg.start[1] = N; sg.nseg = 1;
-    return sg;
-}
-
-/* path: 0 cuBLASLt, 1 GEMV v1 (block splits K), 2 GEMV v2 (warp per rows), 3 GEMV v3 (bulk-copy
- * stream, gemv_stream.cu) */
+/* path: 0 cuBLASLt, 1 GEMV v1 (block splits K), 2 GEMV v2 (warp per rows) */
 static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x, const bf16 *w) {
     if (path == 1) cuda_gemv(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
     else if (path == 2) gemv2_single(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
-    else if (path == 3) {
-        GemvSegs sg = one_seg(out, w, p->N);
-        cuda_gemv3_multi(c, &sg, p->out_f32, x, p->rows, p->K);
-    } else lt_run(c, p, out, x, w);
+    else lt_run(c, p, out, x, w);
 }
 
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
@@ -391,26 +384,21 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
                     rows, N, K, p->lt_choice, nres, best);
     }
     int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
-    GemvSegs sg1 = one_seg(out, w, N);
-    int gemv3_ok = gemv_ok && cuda_gemv3_supported(rows, K, x, &sg1);
     if (!gemv_ok || c->gemv_mode == 0) p->use_gemv = 0;
-    else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode == 3 && !gemv3_ok ? 1 : c->gemv_mode;
+    else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode;
     else if (cap != cudaStreamCaptureStatusNone) p->use_gemv = rows <= 4 ? 2 : 0;
     else {
         p->t_gemv_us = time_us(c, p, 1, out, x, w);
         p->t_gemv2_us = time_us(c, p, 2, out, x, w);
-        p->t_gemv3_us = gemv3_ok ? time_us(c, p, 3, out, x, w) : 1e30f;
         p->t_lt_us = time_us(c, p, 0, out, x, w);
         float best = p->t_lt_us;
         p->use_gemv = 0;
         if (p->t_gemv_us < best) { best = p->t_gemv_us; p->use_gemv = 1; }
         if (p->t_gemv2_us < best) { best = p->t_gemv2_us; p->use_gemv = 2; }
-        if (p->t_gemv3_us < best) { best = p->t_gemv3_us; p->use_gemv = 3; }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d %s: gemv1 %.1f us, gemv2 %.1f us, gemv3 %.1f us, cublasLt %.1f us -> %s\n",
-                    rows, N, K, out_f32 ? "f32" : "bf16", p->t_gemv_us, p->t_gemv2_us,
-                    gemv3_ok ? p->t_gemv3_us : -1.f, p->t_lt_us,
-                    p->use_gemv == 3 ? "gemv3" : p->use_gemv == 2 ? "gemv2" : p->use_gemv == 1 ? "gemv1" : "cublasLt");
+            fprintf(stderr, "gemm rows=%d N=%d K=%d %s: gemv1 %.1f us, gemv2 %.1f us, cublasLt %.1f us -> %s\n",
+                    rows, N, K, out_f32 ? "f32" : "bf16", p->t_gemv_us, p->t_gemv2_us, p->t_lt_us,
+                    p->use_gemv == 2 ? "gemv2" : p->use_gemv == 1 ? "gemv1" : "cublasLt");
     }
     return p;
 }

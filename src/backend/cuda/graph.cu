@@ -147,8 +147,7 @@ typedef struct GroupRun { CudaCtx *c; int i, n; const GemvSegs *sg; int fused; }
 static void group_run(void *arg) {
     GroupRun *g = (GroupRun *)arg;
     CudaCtx *c = g->c;
-    if (g->fused == 1) cuda_gemv1_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
-    else if (g->fused == 3) cuda_gemv3_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
+    if (g->fused) cuda_gemv1_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
     else
         for (int j = 0; j < g->n; j++) oprec_exec(c, &c->log[g->i + j]);
 }
@@ -193,30 +192,17 @@ static int try_fuse_matmuls(CudaCtx *c, int i) {
         c->fuse_plans[k].K = a->i[2];
         c->fuse_plans[k].n = n;
         for (int j = 0; j < n; j++) c->fuse_plans[k].N[j] = c->log[i + j].i[1];
-        if (c->gemv_mode == 1 || c->gemv_mode == 3) { /* a forced path (tests): no timing */
-            int g3ok = cuda_gemv3_supported(a->i[0], a->i[2], a->p[1], &sg);
-            c->fuse_plans[k].use = c->gemv_mode == 3 && g3ok ? 3 : 1;
-            goto planned;
-        }
         c->fuse_plans[k].t_sep = time_group_us(c, i, n, &sg, 0);
         c->fuse_plans[k].t_fused = time_group_us(c, i, n, &sg, 1);
-        int g3 = c->gemv_mode != 1 && cuda_gemv3_supported(a->i[0], a->i[2], a->p[1], &sg);
-        c->fuse_plans[k].t_fused3 = g3 ? time_group_us(c, i, n, &sg, 3) : 1e30f;
-        float best = c->fuse_plans[k].t_sep;
-        c->fuse_plans[k].use = 0;
-        if (c->fuse_plans[k].t_fused < best) { best = c->fuse_plans[k].t_fused; c->fuse_plans[k].use = 1; }
-        if (c->fuse_plans[k].t_fused3 < best) { best = c->fuse_plans[k].t_fused3; c->fuse_plans[k].use = 3; }
+        c->fuse_plans[k].use = c->fuse_plans[k].t_fused < c->fuse_plans[k].t_sep;
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused v1 %.1f us, fused v3 %.1f us, separate %.1f us -> %s\n",
+            fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused %.1f us, separate %.1f us -> %s\n",
                     a->i[0], a->i[2], c->fuse_plans[k].N[0], c->fuse_plans[k].N[1],
                     n > 2 ? c->fuse_plans[k].N[2] : 0, c->fuse_plans[k].t_fused,
-                    g3 ? c->fuse_plans[k].t_fused3 : -1.f, c->fuse_plans[k].t_sep,
-                    c->fuse_plans[k].use == 3 ? "fused v3" : c->fuse_plans[k].use ? "fused v1" : "separate");
+                    c->fuse_plans[k].t_sep, c->fuse_plans[k].use ? "fused" : "separate");
     }
-planned:
     if (!c->fuse_plans[k].use) return 0;
-    if (c->fuse_plans[k].use == 3) cuda_gemv3_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
-    else cuda_gemv1_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
+    cuda_gemv1_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
     return n;
 }
 

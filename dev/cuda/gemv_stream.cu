@@ -1,4 +1,9 @@
-/* gemv_stream.cu: GEMV v3 for decode, out[r, n] = x[r, :] . w[n, :] for r < rows <= 8, with the
+/* ARCHIVED (not built): measured slower than GEMV v1/v2 on every Qwen3-8B decode shape on an H100
+ * (session 3, dev/cuda/NOTES.md): q/o 22.2 us vs 19.4, gate 56.3 vs 46.9, down 50.7 vs 41.2; equal
+ * (2.8 TB/s) only on the 1.2 GB lm_head. It was wired into src/backend/cuda/gemm.cu as autotune
+ * path 3 (commit 6157d83) and removed again; kept here as the starting point for a next attempt.
+ *
+ * gemv_stream.cu: GEMV v3 for decode, out[r, n] = x[r, :] . w[n, :] for r < rows <= 8, with the
  * weights streamed by the Hopper bulk-copy engine into a ring of shared-memory stages.
  *
  * Why: batch-1 decode reads every weight once per step, so each GEMV should run at the card's
