@@ -161,6 +161,20 @@ with open("/tmp/pagellm-engine-in.jsonl", "w") as f:
   { python3 -c "print('engine 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
     grep -iE "memory:|weights|KV cache|blocks|ready|graph" /tmp/engine.log | head -10; } | tee "$OUT/engine.txt"
   cp /tmp/engine.log "$OUT/engine.log"
+  # batch-1 decode through the engine (device sampling, token ids only back to the host):
+  # `pagellm bench latency` at 1 and 513 output tokens; decode rate = 512 / the difference
+  for ol in 1 513; do
+    timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
+      --input-len 128 --output-len $ol --num-iters-warmup 1 --num-iters 3 --no-progress \
+      --output-json /tmp/pagellm-lat$ol.json > /tmp/lat$ol.log 2>&1 || tail -5 /tmp/lat$ol.log
+  done
+  python3 - <<'PYEOF' | tee -a "$OUT/engine.txt"
+import json
+a = json.load(open("/tmp/pagellm-lat1.json"))["avg_latency"]
+b = json.load(open("/tmp/pagellm-lat513.json"))["avg_latency"]
+print("engine batch-1 decode (bench latency, 128 in): %.1f tok/s (%.3f ms/token; 1 token %.1f ms, 513 tokens %.3f s)"
+      % (512 / (b - a), 1e3 * (b - a) / 512, 1e3 * a, b))
+PYEOF
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
   t0=$(date +%s.%N)
   timeout 300 $FB/pagellm generate --model $M --load-format dummy --device cuda --kv-cache-dtype fp8 \

@@ -506,16 +506,16 @@ static void attention_suite(void) {
      * 31, 33, 64, 65, 701, 1500. Few sequences: split-KV (with splits past the end); 40
      * sequences (x 8 kv heads >= 2 x SMs): one split. G = 4, 8, 2, 5 at hd 128, 8 and 1 at hd 64;
      * block size 8 (a 16-key group spans two cache blocks) and 32. */
-    int pre5[] = {0, 14, 15, 16, 30, 32, 63, 64, 700, 1499}, ch5[40];
-    int pre6[40];
-    for (int i = 0; i < 40; i++) { pre6[i] = pre5[i % 10]; ch5[i] = 1; }
+    int dpre[] = {0, 14, 15, 16, 30, 32, 63, 64, 700, 1499}, dch[40];
+    int dpre40[40];
+    for (int i = 0; i < 40; i++) { dpre40[i] = dpre[i % 10]; dch[i] = 1; }
     int dcfg[][3] = {{32, 8, 128}, {64, 8, 128}, {16, 8, 128}, {40, 8, 128}, {64, 8, 64}, {8, 8, 64}};
     for (size_t i = 0; i < sizeof dcfg / sizeof dcfg[0]; i++) {
-        test_attention("decode edges", 10, pre5, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
-        test_attention("decode edges x40", 40, pre6, ch5, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+        test_attention("decode edges", 10, dpre, dch, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
+        test_attention("decode edges x40", 40, dpre40, dch, dcfg[i][0], dcfg[i][1], dcfg[i][2], 16);
     }
-    test_attention("decode edges bs8", 10, pre5, ch5, 32, 8, 128, 8);
-    test_attention("decode edges bs32", 10, pre5, ch5, 64, 8, 128, 32);
+    test_attention("decode edges bs8", 10, dpre, dch, 32, 8, 128, 8);
+    test_attention("decode edges bs32", 10, dpre, dch, 64, 8, 128, 32);
     /* many decodes (no split-KV) and one long prefill chunk */
     int pre2[48], ch2[48];
     for (int i = 0; i < 48; i++) { pre2[i] = 1 + (int)(rng_next(&RNG) % 700); ch2[i] = 1; }
