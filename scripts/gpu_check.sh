@@ -5,11 +5,14 @@
 # Usage (repository root, on the GPU machine):
 #   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--fast] [--ncu]
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
-# --fast: no op profiles (decode and prefill), only the timings.
+# --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
+# and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare.
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # --engine: 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
-# `pagellm generate --device cuda --load-format dummy` on the Qwen3-8B shape; output tok/s and the
-# start-up log (weights, activations, KV GB, blocks, concurrency, CUDA graphs, ready time).
+# `pagellm bench throughput --device cuda --load-format dummy` on the Qwen3-8B shape, bf16 and fp8
+# KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
+# KV GB, blocks, concurrency, CUDA graphs, ready time); batch-1 decode through the engine
+# (`pagellm bench latency`, 1 vs 513 output tokens).
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -136,6 +139,10 @@ if [ $MODEL -eq 1 ]; then
   { [ $FULL_RC -ne 0 ] && tail -60 /tmp/model_build.log
     [ $FULL_RC -eq 0 ] && timeout 420 $FB/test_cuda_model --shapes "$MODEL_SHAPES" ${REFS:+--hf-ref "$REFS"}; } > "$OUT/test_cuda_model.log" 2>&1
   echo "test_cuda_model rc=$? ($(( $(date +%s) - T0 )) s)"
+  # the Qwen3-0.6B shape again with the session-2 prefill attention kernel and the heuristic's
+  # GEMM algorithms, to tell kernel changes from noise in the CUDA-vs-CPU argmax agreement
+  [ $FULL_RC -eq 0 ] && PAGELLM_CUDA_PREFILL_ATTN=1 PAGELLM_CUDA_LT_TUNE=0 timeout 120 $FB/test_cuda_model \
+    --shapes 0.6b 2>&1 | grep -E "qwen3-0.6b" | sed 's/^/[PREFILL_ATTN=1 LT_TUNE=0] /' >> "$OUT/test_cuda_model.log"
   grep -E "vs HF transformers|FAIL" "$OUT/test_cuda_model.log"
   tail -12 "$OUT/test_cuda_model.log"
   rm -f /tmp/pagellm-hfref-*.bin
@@ -145,22 +152,20 @@ if [ $MODEL -eq 1 ] && [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   M=/tmp/pagellm-q8b; mkdir -p $M
   cp tests/fixtures/shapes/qwen3-8b.config.json $M/config.json
   cp tests/fixtures/qwen3-tokenizer/* $M/
-  python3 -c '
-import json, random
-random.seed(0)
-with open("/tmp/pagellm-engine-in.jsonl", "w") as f:
-    for i in range(256):
-        f.write(json.dumps({"prompt_token_ids": [random.randrange(151000) for _ in range(512)],
-                            "max_tokens": 512, "ignore_eos": True}) + "\n")'
-  t0=$(date +%s.%N)
-  timeout 400 $FB/pagellm generate --model $M --load-format dummy --device cuda \
-    --input /tmp/pagellm-engine-in.jsonl --output /tmp/pagellm-engine-out.jsonl \
-    --max-num-seqs 256 --max-num-batched-tokens 8192 > /tmp/engine.log 2>&1
-  rc=$?; t1=$(date +%s.%N)
-  # engine.txt (the speed section below restarts bench.log): the run and its start-up log lines
-  { python3 -c "print('engine 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
-    grep -iE "memory:|weights|KV cache|blocks|ready|graph" /tmp/engine.log | head -10; } | tee "$OUT/engine.txt"
-  cp /tmp/engine.log "$OUT/engine.log"
+  # 256 requests of 512 random prompt tokens / 512 output tokens (EOS ignored, temperature 1 as
+  # vLLM's benchmark_throughput) through the engine in-process: `pagellm bench throughput`
+  # (timed from the first submit to the last token: start-up excluded; its log has the start-up)
+  thr() { # $1: label, rest: extra engine flags
+    local label=$1; shift
+    timeout 300 $FB/pagellm bench throughput $M --load-format dummy --device cuda --num-prompts 256 \
+      --input-len 512 --output-len 512 --max-num-seqs 256 --max-num-batched-tokens 8192 --no-progress \
+      --output-json /tmp/thr-$label.json "$@" > /tmp/thr-$label.log 2>&1
+    echo "engine $label 256 x (512 in, 512 out), bench throughput rc=$?:"
+    grep -E "^Throughput|^Engine steps" /tmp/thr-$label.log
+    grep -iE "memory:|KV cache:|graphs:|ready" /tmp/thr-$label.log | head -5
+  }
+  thr bf16 | tee "$OUT/engine.txt"
+  cp /tmp/thr-bf16.log "$OUT/engine.log"
   # batch-1 decode through the engine (device sampling, token ids only back to the host):
   # `pagellm bench latency` at 1 and 513 output tokens; decode rate = 512 / the difference
   for ol in 1 513; do
@@ -176,13 +181,7 @@ print("engine batch-1 decode (bench latency, 128 in): %.1f tok/s (%.3f ms/token;
       % (512 / (b - a), 1e3 * (b - a) / 512, 1e3 * a, b))
 PYEOF
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
-  t0=$(date +%s.%N)
-  timeout 300 $FB/pagellm generate --model $M --load-format dummy --device cuda --kv-cache-dtype fp8 \
-    --input /tmp/pagellm-engine-in.jsonl --output /tmp/pagellm-engine-out-fp8.jsonl \
-    --max-num-seqs 256 --max-num-batched-tokens 8192 > /tmp/engine_fp8.log 2>&1
-  rc=$?; t1=$(date +%s.%N)
-  { python3 -c "print('engine fp8 KV 256 x (512 in, 512 out): rc=$rc, %.1f s wall incl. start-up, %.0f output tok/s' % ($t1-$t0, 256*512/($t1-$t0)))"
-    grep -iE "KV cache:|ready" /tmp/engine_fp8.log | head -3; } | tee -a "$OUT/engine.txt"
+  thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
 fi
 
 # ---------------------------------------------------------------- speed
@@ -203,7 +202,7 @@ fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
 [ $FAST -eq 1 ] || for kv in "" --kv-fp8; do
-  for dec in 1 3; do
+  for dec in ${DECODE_ATTN_LIST:-1 3}; do
     echo "== decode op profile ${kv:-bf16 KV}, PAGELLM_CUDA_DECODE_ATTN=$dec" >> "$OUT/bench.log"
     PAGELLM_CUDA_DECODE_ATTN=$dec timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 \
       --op-profile 2>&1 >/dev/null | grep -E "decode bs|op profile" >> "$OUT/bench.log"
@@ -213,7 +212,7 @@ done
 # where prefill time goes (per-op events, synchronizing: not a timing run), for each prefill
 # attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 8 warps, 3 the
 # same with 4 warps, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
-for pa in 2 3 1; do
+for pa in ${PREFILL_ATTN_LIST:-2 3 1}; do
   echo "== prefill profile PAGELLM_CUDA_PREFILL_ATTN=$pa" >> "$OUT/bench.log"
   PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
     grep -E "^prefill [0-9]+: TTFT" >> "$OUT/bench.log"

@@ -26,6 +26,8 @@ typedef struct ThroughputResult {
     int num_requests;
     long long prompt_tokens, output_tokens;
     double requests_per_s, tokens_per_s, output_tokens_per_s;
+    long long steps;                /* engine steps during the run */
+    double schedule_s, batch_s, forward_s, postprocess_s; /* engine step phases (EngineStats) */
 } ThroughputResult;
 
 typedef struct LatencyResult {

@@ -220,6 +220,8 @@ static int bench_offline_main(int argc, char **argv, int latency) {
         else {
             printf("Throughput: %.2f requests/s, %.2f total tokens/s, %.2f output tokens/s\n",
                    r.requests_per_s, r.tokens_per_s, r.output_tokens_per_s);
+            printf("Engine steps: %lld; schedule %.3f s, batch %.3f s, forward+sample %.3f s, "
+                   "postprocess %.3f s\n", r.steps, r.schedule_s, r.batch_s, r.forward_s, r.postprocess_s);
             printf("Total num prompt tokens:  %lld\nTotal num output tokens:  %lld\nElapsed: %.2f s\n",
                    r.prompt_tokens, r.output_tokens, r.elapsed_s);
             json_object_set_new(j, "elapsed_time", json_real(r.elapsed_s));
@@ -228,6 +230,13 @@ static int bench_offline_main(int argc, char **argv, int latency) {
             json_object_set_new(j, "requests_per_second", json_real(r.requests_per_s));
             json_object_set_new(j, "tokens_per_second", json_real(r.tokens_per_s));
             json_object_set_new(j, "output_tokens_per_second", json_real(r.output_tokens_per_s));
+            json_t *ph = json_object();
+            json_object_set_new(ph, "steps", json_integer(r.steps));
+            json_object_set_new(ph, "schedule_s", json_real(r.schedule_s));
+            json_object_set_new(ph, "batch_s", json_real(r.batch_s));
+            json_object_set_new(ph, "forward_s", json_real(r.forward_s));
+            json_object_set_new(ph, "postprocess_s", json_real(r.postprocess_s));
+            json_object_set_new(j, "engine_phases", ph);
         }
     } else {
         LatencyResult r;

@@ -60,6 +60,7 @@ struct Engine {
     uint64_t prompt_tokens_total, generation_tokens_total, steps;
     int failed;
     EngineStepTimes last_times;
+    double phase_s[4];             /* cumulative schedule, batch, forward, postprocess seconds */
 };
 
 /* ------------------------------------------------------------------ live-id map (under mu) */
@@ -684,6 +685,10 @@ static void update_stats(Engine *e) {
     st.failed = e->failed;
     st.max_model_len = e->cfg.max_model_len;
     st.max_concurrency = (double)e->pool.num_blocks * e->pool.block_size / e->cfg.max_model_len;
+    st.schedule_s = e->phase_s[0];
+    st.batch_s = e->phase_s[1];
+    st.forward_s = e->phase_s[2];
+    st.postprocess_s = e->phase_s[3];
     pthread_mutex_lock(&e->stats_mu);
     e->stats = st;
     pthread_mutex_unlock(&e->stats_mu);
@@ -718,6 +723,12 @@ int engine_step(Engine *e) {
     double t4 = time_now_s();
     e->last_times = (EngineStepTimes){t1 - t0, t2 - t1, t3 - t2, t4 - t3, e->sched.num_scheduled,
                                       e->sched.num_scheduled_tokens};
+    if (ntok > 0) {
+        e->phase_s[0] += t1 - t0;
+        e->phase_s[1] += t2 - t1;
+        e->phase_s[2] += t3 - t2;
+        e->phase_s[3] += t4 - t3;
+    }
     publish_outputs(e);
     update_stats(e);
     return e->failed ? -1 : e->num_active;

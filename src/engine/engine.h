@@ -108,6 +108,11 @@ typedef struct EngineStats {
     int failed;                     /* 1 once the engine hit a fatal error (/health -> 503) */
     int max_model_len;
     double max_concurrency;         /* KV tokens / max_model_len */
+    /* Wall time of the engine thread's steps so far, by phase (seconds): scheduling, building
+     * the batch and sample batch, the forward and sampling (device work and waiting for it), and
+     * postprocessing (tokens to sequences, stops, outputs). Everything but forward_s is host
+     * work the device waits through. */
+    double schedule_s, batch_s, forward_s, postprocess_s;
 } EngineStats;
 
 typedef struct Engine Engine;
