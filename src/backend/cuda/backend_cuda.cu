@@ -483,7 +483,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
-    c->gemv_prefetch = env_int("PAGELLM_CUDA_GEMV_PREFETCH", 0);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);

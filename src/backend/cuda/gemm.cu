@@ -32,42 +32,11 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
     return s;
 }
 
-/* The weight row of output row g (over all segments; clamped to the segment's last row). */
-__device__ __forceinline__ const bf16 *gemv_row(const GemvSegs &sg, int g, int K) {
-    int seg = 0;
-#pragma unroll
-    for (int i = 1; i < GEMV_MAX_SEGS; i++)
-        if (i < sg.nseg && g >= sg.start[i]) seg = i;
-    int n = g - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
-    return sg.w[seg] + (int64_t)(n < N ? n : N - 1) * K;
-}
-
-/* The weights of the GEMV v1 blocks `wave`, 2 * wave, .. `ahead` waves after this one into L2,
- * one prefetch per 128-byte line (K % 64 == 0). */
-__device__ __noinline__ void gemv_prefetch_waves(const GemvSegs &sg, int K, int wave, int ahead) {
-    const int lines_per_row = K / 64;
-    for (int a = 1; a <= ahead; a++) {
-        const int gb = blockIdx.x + a * wave;
-        if (gb >= (int)gridDim.x) break;
-        for (int l = threadIdx.x; l < GEMV_NB * lines_per_row; l += blockDim.x) {
-            const bf16 *row = gemv_row(sg, gb * GEMV_NB + l / lines_per_row, K);
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(row + (l % lines_per_row) * 64) : "memory");
-        }
-    }
-}
-
-/* Block: blockDim.x threads split K (8 elements each per step); GEMV_NB output rows n.
- * wave, ahead: a block of the first wave (blockIdx < wave, the blocks resident at once) pulls the
- * weights of the blocks `wave`, 2 * wave, .. `ahead` waves after it into L2 (one prefetch per
- * 128-byte line) before pdl_wait: under PDL this kernel is resident while the previous kernels
- * (attention, norms) leave the memory system idle, and the later waves then read from L2. */
+/* Block: blockDim.x threads split K (8 elements each per step); GEMV_NB output rows n. */
 template <int R, typename OutT>
-__global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, int K, int wave,
-                                                   int ahead) {
+__global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, int K) {
     __shared__ float red[8][R * GEMV_NB];
     pdl_trigger();
-    /* first thing, in a call of its own (its registers are not the main loop's) */
-    if ((int)blockIdx.x < wave && ahead > 0) gemv_prefetch_waves(sg, K, wave, ahead);
     const int g0 = blockIdx.x * GEMV_NB; /* first output row over all segments */
     int seg = 0;
 #pragma unroll
@@ -255,21 +224,8 @@ static void gemv_launch(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int rows,
     int K8 = K / 8;
     int threads = K8 >= 256 ? 256 : ((K8 + 31) / 32) * 32;
     dim3 grid(cdiv(sg->start[sg->nseg], GEMV_NB));
-    /* blocks resident at once (per instantiation and block size: the first launch asks) */
-    static int wave_cache[2][GEMV_MAX_ROWS + 1];
-    int &wave = wave_cache[threads == 256][rows];
-    int ahead = K % 64 == 0 ? c->gemv_prefetch : 0;
     switch (rows) {
-#define CASE(R)                                                                                   \
-    case R:                                                                                       \
-        if (!wave) {                                                                              \
-            int per_sm = 0;                                                                       \
-            CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<R, OutT>, \
-                                                                     threads, 0));                \
-            wave = per_sm * c->num_sms;                                                           \
-        }                                                                                         \
-        cuda_launch(c, gemv_kernel<R, OutT>, grid, dim3(threads), 0, *sg, x, K, wave, ahead);   \
-        break;
+#define CASE(R) case R: cuda_launch(c, gemv_kernel<R, OutT>, grid, dim3(threads), 0, *sg, x, K); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: fprintf(stderr, "cuda gemv: rows %d unsupported\n", rows); abort();
