@@ -61,15 +61,6 @@ struct DtcCfg {
                   "the end-of-block merge reuses the ring");
 };
 
-/* ldmatrix without transpose (K fragments); mma.cuh has the transposing one. */
-__device__ __forceinline__ void dtc_ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2,
-                                                uint32_t &r3, const void *smem_row) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem_row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(a));
-}
-
 /* D[16x8] += A[16x16] * B[16x8] in f16 (fp32 accumulate); fragment layout as mma_bf16_16816. */
 __device__ __forceinline__ void dtc_mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                             uint32_t b1) {
@@ -168,7 +159,7 @@ __device__ __forceinline__ void dtc_qk(float (&sacc)[2][4], const uint32_t (&qa)
 #pragma unroll
         for (int c = 0; c < HD / 16; c += 2) {
             uint32_t r[4];
-            dtc_ldmatrix_x4(r[0], r[1], r[2], r[3], row + c * 16);
+            ldmatrix_x4(r[0], r[1], r[2], r[3], row + c * 16);
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 const uint32_t a[4] = {qa[c + (m >> 1)][0], 0u, qa[c + (m >> 1)][1], 0u};
@@ -183,7 +174,7 @@ __device__ __forceinline__ void dtc_qk(float (&sacc)[2][4], const uint32_t (&qa)
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
             uint32_t r0, r1, r2, r3;
-            dtc_ldmatrix_x4(r0, r1, r2, r3, row + kk * 32);
+            ldmatrix_x4(r0, r1, r2, r3, row + kk * 32);
             const uint32_t a[4] = {qa[kk][0], 0u, qa[kk][1], 0u};
             dtc_mma<false>(sacc[0], a, r0, r1);
             dtc_mma<false>(sacc[1], a, r2, r3);

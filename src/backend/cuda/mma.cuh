@@ -4,7 +4,8 @@
  * fragment layout: lane = 4 * g + t4; A regs {a0,a1,a2,a3} = rows {g, g+8} x cols {2t4.., 2t4+8..};
  * B regs {b0,b1} = k {2t4, 2t4+1} and {2t4+8, 2t4+9} of column g; D {d0,d1,d2,d3} = row g cols
  * 2t4, 2t4+1 and row g+8 cols 2t4, 2t4+1.
- * ldmatrix_x4_trans: four 8x8 b16 tiles from shared memory, transposed (V^T fragments for P.V).
+ * ldmatrix_x4 / ldmatrix_x4_trans: four 8x8 b16 tiles from shared memory, as stored (K fragments
+ * for Q.K^T) or transposed (V^T fragments for P.V).
  * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators). */
 #ifndef PAGELLM_BACKEND_CUDA_MMA_CUH
 #define PAGELLM_BACKEND_CUDA_MMA_CUH
@@ -24,6 +25,16 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, ui
                                                   uint32_t &r3, const void *smem_row) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(smem_row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+/* Four 8x8 b16 tiles from shared memory, not transposed: with rows = keys and columns = head
+ * dims they are the B fragments (b0, b1) of S = Q K^T for two 8-key n-tiles. */
+__device__ __forceinline__ void ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                            const void *smem_row) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                  : "r"(a));
 }

@@ -33,16 +33,6 @@
 
 #define PF2_KEYS 64 /* keys per tile */
 
-/* Four 8x8 b16 tiles from shared memory, not transposed: with rows = keys and columns = head
- * dims they are the B fragments (b0, b1) of S = Q K^T for two 8-key n-tiles. */
-__device__ __forceinline__ void ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
-                                            const void *smem_row) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem_row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(a));
-}
-
 /* Shared-memory layout of one block (bytes), for the launcher and the kernel alike.
  * bf16 cache: stage st (0, 1) holds K at tile(2 st) and V at tile(2 st + 1), where a tile is
  * PF2_KEYS rows of HD + 8 bf16 (the padding makes ldmatrix and cp.async conflict free).
