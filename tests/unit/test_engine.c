@@ -553,6 +553,44 @@ TEST(forward_failure_fails_requests_cleanly) {
     engine_free(e);
 }
 
+/* EngineStats' step phases: the forward phase holds the runner's time (a forward that sleeps
+ * 3 ms per call), steps are counted, and no phase is negative. */
+static int slow_forward(void *ctx, const BatchMeta *b, float *logits, char *err) {
+    struct timespec ts = {0, 3000000};
+    nanosleep(&ts, NULL);
+    return fake_forward(ctx, b, logits, err);
+}
+
+TEST(step_phases_account_for_the_forward) {
+    Engine *e = make_engine(64, 4, 64, 8, 0, 128);
+    EngineStats s0;
+    engine_get_stats(e, &s0);
+    EXPECT(s0.forward_s == 0 && s0.schedule_s == 0 && s0.batch_s == 0 && s0.postprocess_s == 0);
+    engine_free(e);
+    char err[PG_ERR_LEN];
+    CoreConfig c = {.vocab_size = FV, .num_blocks = 64, .block_size = 4, .max_num_seqs = 8,
+                    .max_num_batched_tokens = 64, .max_model_len = 128, .num_eos = 1, .seed = 7,
+                    .runner = {&FM, slow_forward}, .text = {NULL, fd_open, fd_push, fd_flush, fd_close}};
+    c.eos_ids[0] = FEOS;
+    FM.num_slots = 64 * 4;
+    FM.block_size = 4;
+    free(FM.kv);
+    FM.kv = calloc((size_t)FM.num_slots, sizeof *FM.kv);
+    for (int i = 0; i < FM.num_slots; i++) FM.kv[i].pos = -1;
+    e = engine_new_core(&c, err);
+    Prompt p = {.n = 3, .p = {100, 101, 102}};
+    SamplingParams sp; sampling_params_default(&sp); sp.max_tokens = 5; sp.ignore_eos = 1;
+    memset(got, 0, sizeof got);
+    submit(e, 1, &p, &sp);
+    run_all(e);
+    EngineStats st;
+    engine_get_stats(e, &st);
+    EXPECT_EQ_INT((int)st.steps, 5);
+    EXPECT_MSG(st.forward_s >= 5 * 0.003, "forward phase %.4f s for 5 forwards of >= 3 ms", st.forward_s);
+    EXPECT(st.schedule_s >= 0 && st.batch_s >= 0 && st.postprocess_s >= 0);
+    engine_free(e);
+}
+
 int main(void) {
     RUN(batched_equals_alone_with_chunking_and_preemption);
     RUN(prefix_hits_counted_and_reported);
@@ -564,6 +602,7 @@ int main(void) {
     RUN(engine_thread_and_notify);
     RUN(grammar_constrains_output);
     RUN(forward_failure_fails_requests_cleanly);
+    RUN(step_phases_account_for_the_forward);
     free(FM.kv);
     TEST_MAIN_END();
 }
