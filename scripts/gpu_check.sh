@@ -235,6 +235,29 @@ if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
   timeout 150 ncu --clock-control none --kernel-name regex:prefill_attn --launch-skip 40 --launch-count 3 \
     "${NCU_SECT[@]}" $B/bench_cuda_qwen3 8b --decode 2 --bs-list 1 > "$OUT/ncu_prefill_attn.txt" 2>&1
   echo "ncu prefill_attn rc=$? ($(( $(date +%s) - T0 )) s)"
+  # every kernel of two graph-replayed batch-1 decode steps (launches 10000.. fall inside the
+  # 64-step decode loop): kernel time per op kind, to set against the measured step time (the
+  # difference is launch gaps and ramps between kernels)
+  timeout 200 ncu --clock-control none --graph-profiling node --launch-skip 10000 --launch-count 800 \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv --print-units base \
+    $B/bench_cuda_qwen3 8b --decode 64 --bs-list 1 > "$OUT/ncu_step.csv" 2>/dev/null
+  echo "ncu step rc=$? ($(( $(date +%s) - T0 )) s)"
+  python3 - "$OUT/ncu_step.csv" <<'PYEOF' | tee "$OUT/ncu_step.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: sys.exit("ncu_step: no rows")
+h = rows[0]; name, metric, value = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
+t, b, n = collections.Counter(), collections.Counter(), collections.Counter()
+for r in rows[1:]:
+    k = r[name].replace("void ", "").split("<")[0].split("(")[0].strip()
+    v = float(r[value].replace(",", ""))
+    if r[metric] == "gpu__time_duration.sum": t[k] += v; n[k] += 1
+    elif r[metric] == "dram__bytes_read.sum": b[k] += v
+tot = sum(t.values()) or 1
+print("ncu, 2 batch-1 decode steps (8B), kernels serialized by the profiler: %.3f ms of kernel time per step" % (tot / 2e6))
+for k, v in t.most_common():
+    print("  %-28s %5d launches %8.3f ms/step %5.1f%%  %7.1f GB/s" % (k, n[k], v / 2e6, 100 * v / tot, b[k] / v if v else 0))
+PYEOF
   for f in ncu_gemv ncu_decode_attn ncu_prefill_attn; do
     grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|No Eligible|Issued Warp" "$OUT/$f.txt" | head -40
   done
