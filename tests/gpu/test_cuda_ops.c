@@ -2,7 +2,7 @@
  * backend, on fresh random inputs (seed printed; PAGELLM_TEST_SEED repeats a run), with outputs
  * poisoned (NaN) before each op so an unwritten element fails.
  *
- * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2" and "cuda-lt"
+ * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
@@ -23,7 +23,7 @@
 
 typedef struct NamedBackend { const char *name; Backend *b; } NamedBackend;
 
-static NamedBackend BK[6];
+static NamedBackend BK[8];
 static int NBK = 0;
 static Rng RNG;
 static int gpu_failures = 0, cpu_failures = 0, checks = 0;
@@ -742,8 +742,9 @@ static Backend *make_cuda(const char *gemv_mode, char *err) {
     else unsetenv("PAGELLM_CUDA_GEMV");
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;
-    o.enforce_eager = gemv_mode && !strcmp(gemv_mode, "graphs") ? 0 : 1;
-    if (!o.enforce_eager) unsetenv("PAGELLM_CUDA_GEMV");
+    o.enforce_eager = gemv_mode && !strncmp(gemv_mode, "graphs", 6) ? 0 : 1;
+    if (gemv_mode && !strcmp(gemv_mode, "graphs4")) setenv("PAGELLM_CUDA_GEMV", "4", 1); /* fused v4 */
+    else if (!o.enforce_eager) unsetenv("PAGELLM_CUDA_GEMV");
     Backend *b = backend_new("cuda", &o, err);
     unsetenv("PAGELLM_CUDA_GEMV");
     return b;
@@ -762,9 +763,11 @@ int main(void) {
         printf("cuda backend unavailable (%s): running the CPU backend only\n", err);
     else {
         BK[NBK++] = (NamedBackend){"cuda", g};
-        Backend *gv = make_cuda("1", err), *gv2 = make_cuda("2", err), *gl = make_cuda("0", err);
+        Backend *gv = make_cuda("1", err), *gv2 = make_cuda("2", err), *gv4 = make_cuda("4", err),
+                *gl = make_cuda("0", err);
         if (gv) BK[NBK++] = (NamedBackend){"cuda-gemv", gv};
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
+        if (gv4) BK[NBK++] = (NamedBackend){"cuda-gemv4", gv4};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
         BackendOptions fo = {0};
         fo.kv_dtype = DT_FP8_E4M3;
@@ -823,6 +826,14 @@ int main(void) {
             gg->ops->destroy(gg);
         } else {
             printf("cuda graphs backend: %s\n", err);
+            gpu_failures++;
+        }
+        gg = make_cuda("graphs4", err); /* graphs with every small-batch GEMV (fused too) on v4 */
+        if (gg) {
+            test_graph_decode(gg, g);
+            gg->ops->destroy(gg);
+        } else {
+            printf("cuda graphs backend (gemv4): %s\n", err);
             gpu_failures++;
         }
         gg = make_cuda("graphs", err);

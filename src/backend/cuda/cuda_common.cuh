@@ -118,9 +118,9 @@ typedef struct GemmPlan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
-    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2 */
+    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
-    float t_gemv_us, t_gemv2_us, t_lt_us;
+    float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
 } GemmPlan;
 
 #define CUDA_MAX_PLANS 512
@@ -172,7 +172,7 @@ typedef struct CudaCtx {
     int decode_attn;       /* PAGELLM_CUDA_DECODE_ATTN: 1 v1 (CUDA cores), 3 (default) v3 on the
                               tensor cores where it applies (head_dim 64/128), else v1 */
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
-    int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2 */
+    int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2, 4 v4 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
@@ -234,7 +234,8 @@ typedef struct CudaCtx {
     int prof_nmm;
 
     /* fused same-input GEMV groups: measured fused vs separate, the faster kept */
-    struct { int rows, K, n, N[3], use; float t_fused, t_sep; } fuse_plans[64];
+    /* use: 0 separate launches, 1 fused GEMV v1, 4 fused GEMV v4 (fastest measured) */
+    struct { int rows, K, n, N[3], use; float t_fused, t_fused4, t_sep; } fuse_plans[64];
     int nfuse;
 
     GemmPlan plans[CUDA_MAX_PLANS];
@@ -322,6 +323,7 @@ void cuda_gemm(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
                int K);
 /* The small-batch kernel alone (rows <= GEMV_MAX_ROWS); dev/cuda and the tests time it. */
 #define GEMV_MAX_ROWS 8
+#define GEMV_NB 4 /* GEMV v1 / v4: weight rows per block (v1) or per group (v4) */
 int cuda_gemv_supported(int rows, int N, int K, const void *x, const void *w, const void *out);
 void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);
@@ -344,6 +346,11 @@ typedef struct GemvSegs {
 void cuda_gemv_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 /* The same over GEMV v1 (4 rows per block; every segment but the last a multiple of 4 rows). */
 void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
+
+/* gemv_pipe.cu: GEMV v4, v1's arithmetic on persistent blocks that keep the next step's loads
+ * in flight across row groups (K % 512 == 0; v1's segment contract). */
+int cuda_gemv4_supported(int rows, int K, const void *x, const GemvSegs *sg);
+void cuda_gemv4_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
 
 /* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
 int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);

@@ -12,7 +12,6 @@
 
 /* ---------------- the small-batch kernel ---------------- */
 
-#define GEMV_NB 4 /* output rows per block */
 
 template <typename OutT> __device__ __forceinline__ void store_out(OutT *p, float v);
 template <> __device__ __forceinline__ void store_out<float>(float *p, float v) { *p = v; }
@@ -277,11 +276,22 @@ static void lt_run(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16
                                 p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
 }
 
-/* path: 0 cuBLASLt, 1 GEMV v1 (block splits K), 2 GEMV v2 (warp per rows) */
+static GemvSegs one_seg(void *out, const bf16 *w, int N) {
+    GemvSegs sg;
+    memset(&sg, 0, sizeof sg);
+    sg.w[0] = w; sg.out[0] = out; sg.start[1] = N; sg.nseg = 1;
+    return sg;
+}
+
+/* path: 0 cuBLASLt, 1 GEMV v1 (block splits K), 2 GEMV v2 (warp per rows), 4 GEMV v4 (v1 on
+ * persistent blocks pipelined across row groups, gemv_pipe.cu) */
 static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x, const bf16 *w) {
     if (path == 1) cuda_gemv(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
     else if (path == 2) gemv2_single(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
-    else lt_run(c, p, out, x, w);
+    else if (path == 4) {
+        GemvSegs sg = one_seg(out, w, p->N);
+        cuda_gemv4_multi(c, &sg, p->out_f32, x, p->rows, p->K);
+    } else lt_run(c, p, out, x, w);
 }
 
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
@@ -384,21 +394,26 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
                     rows, N, K, p->lt_choice, nres, best);
     }
     int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
+    GemvSegs sg1 = one_seg(out, w, N);
+    int gemv4_ok = gemv_ok && cuda_gemv4_supported(rows, K, x, &sg1);
     if (!gemv_ok || c->gemv_mode == 0) p->use_gemv = 0;
-    else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode;
+    else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode == 4 && !gemv4_ok ? 1 : c->gemv_mode;
     else if (cap != cudaStreamCaptureStatusNone) p->use_gemv = rows <= 4 ? 2 : 0;
     else {
         p->t_gemv_us = time_us(c, p, 1, out, x, w);
         p->t_gemv2_us = time_us(c, p, 2, out, x, w);
+        p->t_gemv4_us = gemv4_ok ? time_us(c, p, 4, out, x, w) : 1e30f;
         p->t_lt_us = time_us(c, p, 0, out, x, w);
         float best = p->t_lt_us;
         p->use_gemv = 0;
         if (p->t_gemv_us < best) { best = p->t_gemv_us; p->use_gemv = 1; }
         if (p->t_gemv2_us < best) { best = p->t_gemv2_us; p->use_gemv = 2; }
+        if (p->t_gemv4_us < best) { best = p->t_gemv4_us; p->use_gemv = 4; }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d %s: gemv1 %.1f us, gemv2 %.1f us, cublasLt %.1f us -> %s\n",
-                    rows, N, K, out_f32 ? "f32" : "bf16", p->t_gemv_us, p->t_gemv2_us, p->t_lt_us,
-                    p->use_gemv == 2 ? "gemv2" : p->use_gemv == 1 ? "gemv1" : "cublasLt");
+            fprintf(stderr, "gemm rows=%d N=%d K=%d %s: gemv1 %.1f us, gemv2 %.1f us, gemv4 %.1f us, cublasLt %.1f us -> %s\n",
+                    rows, N, K, out_f32 ? "f32" : "bf16", p->t_gemv_us, p->t_gemv2_us,
+                    gemv4_ok ? p->t_gemv4_us : -1.f, p->t_lt_us,
+                    p->use_gemv == 4 ? "gemv4" : p->use_gemv == 2 ? "gemv2" : p->use_gemv == 1 ? "gemv1" : "cublasLt");
     }
     return p;
 }

@@ -147,7 +147,8 @@ typedef struct GroupRun { CudaCtx *c; int i, n; const GemvSegs *sg; int fused; }
 static void group_run(void *arg) {
     GroupRun *g = (GroupRun *)arg;
     CudaCtx *c = g->c;
-    if (g->fused) cuda_gemv1_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
+    if (g->fused == 1) cuda_gemv1_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
+    else if (g->fused == 4) cuda_gemv4_multi(c, g->sg, 0, (const bf16 *)c->log[g->i].p[1], c->log[g->i].i[0], c->log[g->i].i[2]);
     else
         for (int j = 0; j < g->n; j++) oprec_exec(c, &c->log[g->i + j]);
 }
@@ -192,17 +193,31 @@ static int try_fuse_matmuls(CudaCtx *c, int i) {
         c->fuse_plans[k].K = a->i[2];
         c->fuse_plans[k].n = n;
         for (int j = 0; j < n; j++) c->fuse_plans[k].N[j] = c->log[i + j].i[1];
+        int g4 = cuda_gemv4_supported(a->i[0], a->i[2], a->p[1], &sg);
+        if (c->gemv_mode == 1 || c->gemv_mode == 4) { /* a forced path (tests): no timing */
+            c->fuse_plans[k].use = c->gemv_mode == 4 && g4 ? 4 : 1;
+            goto planned;
+        }
         c->fuse_plans[k].t_sep = time_group_us(c, i, n, &sg, 0);
         c->fuse_plans[k].t_fused = time_group_us(c, i, n, &sg, 1);
-        c->fuse_plans[k].use = c->fuse_plans[k].t_fused < c->fuse_plans[k].t_sep;
+        c->fuse_plans[k].t_fused4 = g4 ? time_group_us(c, i, n, &sg, 4) : 1e30f;
+        {
+            float best = c->fuse_plans[k].t_sep;
+            c->fuse_plans[k].use = 0;
+            if (c->fuse_plans[k].t_fused < best) { best = c->fuse_plans[k].t_fused; c->fuse_plans[k].use = 1; }
+            if (c->fuse_plans[k].t_fused4 < best) c->fuse_plans[k].use = 4;
+        }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused %.1f us, separate %.1f us -> %s\n",
+            fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused v1 %.1f us, fused v4 %.1f us, separate %.1f us -> %s\n",
                     a->i[0], a->i[2], c->fuse_plans[k].N[0], c->fuse_plans[k].N[1],
                     n > 2 ? c->fuse_plans[k].N[2] : 0, c->fuse_plans[k].t_fused,
-                    c->fuse_plans[k].t_sep, c->fuse_plans[k].use ? "fused" : "separate");
+                    g4 ? c->fuse_plans[k].t_fused4 : -1.f, c->fuse_plans[k].t_sep,
+                    c->fuse_plans[k].use == 4 ? "fused v4" : c->fuse_plans[k].use ? "fused v1" : "separate");
     }
+planned:
     if (!c->fuse_plans[k].use) return 0;
-    cuda_gemv1_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
+    if (c->fuse_plans[k].use == 4) cuda_gemv4_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
+    else cuda_gemv1_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
     return n;
 }
 

@@ -1,0 +1,177 @@
+/* gemv_pipe.cu: GEMV v4 for decode, out[r, n] = x[r, :] . w[n, :] for r < rows <= 8: v1's
+ * arithmetic (GEMV_NB = 4 weight rows per group, the threads of a block split K, 2 x 16 bytes
+ * per row and thread per step) on persistent blocks that software-pipeline ACROSS groups.
+ *
+ * Why: ncu on v1 at batch 1 (dev/cuda/results/run7-ncu) shows 64% of DRAM peak on the fused q/k/v
+ * shape. A v1 block lives for one group of 4 rows: it issues its loads, waits a full memory
+ * latency, reduces through shared memory and exits, and the next block starts cold. Here a block
+ * (one of `resident` = blocks that fit on the GPU at once) walks its groups b, b + G, ... as a flat
+ * sequence of steps and always has the next step's 8 loads in flight while it computes the
+ * current one, the group reduction included; under PDL the first step's loads go out before
+ * pdl_wait. Chosen per shape only where the autotuner measures it faster (path 4).
+ *
+ * Supported: K a multiple of 512 (each thread's steps tile K exactly: the block has
+ * bd = K/16, K/32 .. threads, at most 256, with K8 % (2 bd) == 0); GEMV v1's segment contract
+ * (every segment but the last a multiple of GEMV_NB rows). */
+#include "backend/cuda/cuda_common.cuh"
+
+__device__ __forceinline__ float g4_dot8(uint4 a, uint4 b) {
+    const __nv_bfloat162 *a2 = (const __nv_bfloat162 *)&a, *b2 = (const __nv_bfloat162 *)&b;
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 fa = __bfloat1622float2(a2[j]), fb = __bfloat1622float2(b2[j]);
+        s = fmaf(fa.x, fb.x, s);
+        s = fmaf(fa.y, fb.y, s);
+    }
+    return s;
+}
+
+template <typename OutT> __device__ __forceinline__ void g4_store(OutT *p, float v);
+template <> __device__ __forceinline__ void g4_store<float>(float *p, float v) { *p = v; }
+template <> __device__ __forceinline__ void g4_store<bf16>(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* Segment of global row g (groups never straddle segments: see the contract above). */
+__device__ __forceinline__ int g4_seg(const GemvSegs &sg, int g) {
+    int seg = 0;
+#pragma unroll
+    for (int i = 1; i < GEMV_MAX_SEGS; i++)
+        if (i < sg.nseg && g >= sg.start[i]) seg = i;
+    return seg;
+}
+
+/* The 2 x GEMV_NB loads of step `it` of this block: group blockIdx.x + (it / spg) * gridDim.x,
+ * K chunk (it % spg) * 2 bd + threadIdx.x and the same + bd. Rows past the segment's end are
+ * clamped to its last row (loaded, never stored). */
+__device__ __forceinline__ void g4_load(const GemvSegs &sg, int K, int spg, int it, uint4 (&a)[GEMV_NB],
+                                        uint4 (&b)[GEMV_NB]) {
+    const int bd = blockDim.x;
+    const int g0 = (blockIdx.x + (it / spg) * gridDim.x) * GEMV_NB;
+    const int c = (it % spg) * 2 * bd + threadIdx.x;
+    const int seg = g4_seg(sg, g0);
+    const int n0 = g0 - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
+    const bf16 *w = sg.w[seg];
+#pragma unroll
+    for (int j = 0; j < GEMV_NB; j++) {
+        const uint4 *row = (const uint4 *)(w + (int64_t)(n0 + j < N ? n0 + j : N - 1) * K);
+        a[j] = __ldcs(row + c);
+        b[j] = __ldcs(row + c + bd);
+    }
+}
+
+template <int R, typename OutT>
+__global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_kernel(GemvSegs sg, const bf16 *x, int K) {
+    __shared__ float red[8][R * GEMV_NB];
+    pdl_trigger();
+    const int bd = blockDim.x, K8 = K / 8, spg = K8 / (2 * bd);
+    const int ngroups = (sg.start[sg.nseg] + GEMV_NB - 1) / GEMV_NB;
+    const int my_groups = (int)blockIdx.x < ngroups ? (ngroups - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+    const int steps = my_groups * spg;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = bd >> 5;
+    const uint4 *x4 = (const uint4 *)x;
+    uint4 wa[GEMV_NB], wb[GEMV_NB], na[GEMV_NB], nb[GEMV_NB];
+    if (steps > 0) g4_load(sg, K, spg, 0, wa, wb); /* weights only: before the wait */
+    pdl_wait();
+    float acc[R][GEMV_NB];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < GEMV_NB; j++) acc[r][j] = 0.f;
+    for (int it = 0; it < steps; it++) {
+        if (it + 1 < steps) g4_load(sg, K, spg, it + 1, na, nb); /* in flight during this step */
+        const int c = (it % spg) * 2 * bd + threadIdx.x;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            uint4 xa = __ldg(x4 + (int64_t)r * K8 + c), xb = __ldg(x4 + (int64_t)r * K8 + c + bd);
+#pragma unroll
+            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += g4_dot8(wa[j], xa) + g4_dot8(wb[j], xb);
+        }
+        if (it % spg == spg - 1) { /* the group is complete: reduce, store, start the next */
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int j = 0; j < GEMV_NB; j++) {
+                    float v = acc[r][j];
+#pragma unroll
+                    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                    if (lane == 0) red[warp][r * GEMV_NB + j] = v;
+                    acc[r][j] = 0.f;
+                }
+            __syncthreads();
+            if ((int)threadIdx.x < R * GEMV_NB) {
+                const int r = threadIdx.x / GEMV_NB, j = threadIdx.x % GEMV_NB;
+                const int g0 = (blockIdx.x + (it / spg) * gridDim.x) * GEMV_NB;
+                const int seg = g4_seg(sg, g0);
+                const int n = g0 - sg.start[seg] + j, N = sg.start[seg + 1] - sg.start[seg];
+                if (n < N) {
+                    float s = 0.f;
+                    for (int q = 0; q < nw; q++) s += red[q][threadIdx.x];
+                    g4_store<OutT>((OutT *)sg.out[seg] + (int64_t)r * N + n, s);
+                }
+            }
+            __syncthreads(); /* red is rewritten by the next group */
+        }
+#pragma unroll
+        for (int j = 0; j < GEMV_NB; j++) {
+            wa[j] = na[j];
+            wb[j] = nb[j];
+        }
+    }
+}
+
+/* Threads per block for K (0: unsupported): the largest of 256, 128, 64, 32 whose double step
+ * (2 x 16 bytes per thread and row) tiles K exactly. */
+static int g4_threads(int K) {
+    if (K <= 0 || K % 8) return 0;
+    int K8 = K / 8;
+    for (int bd = 256; bd >= 32; bd >>= 1)
+        if (K8 % (2 * bd) == 0) return bd;
+    return 0;
+}
+
+int cuda_gemv4_supported(int rows, int K, const void *x, const GemvSegs *sg) {
+    if (rows < 1 || rows > GEMV_MAX_ROWS || !g4_threads(K) || ((uintptr_t)x & 15)) return 0;
+    for (int s = 0; s < sg->nseg; s++) {
+        if ((uintptr_t)sg->w[s] & 15) return 0;
+        if (s + 1 < sg->nseg && (sg->start[s + 1] - sg->start[s]) % GEMV_NB) return 0;
+    }
+    return 1;
+}
+
+template <int R, typename OutT>
+static void g4_launch_r(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int K, int bd) {
+    /* blocks resident at once, per instantiation, block size and device (asked on first use) */
+    static int resident[4][32];
+    int bi = bd == 256 ? 0 : bd == 128 ? 1 : bd == 64 ? 2 : 3;
+    int &res = resident[bi][c->device & 31];
+    if (!res) {
+        int per_sm = 0;
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv4_kernel<R, OutT>, bd, 0));
+        res = (per_sm > 0 ? per_sm : 1) * c->num_sms;
+    }
+    int ngroups = (sg->start[sg->nseg] + GEMV_NB - 1) / GEMV_NB;
+    int grid = ngroups < res ? ngroups : res;
+    if (grid <= 0) return;
+    cuda_launch(c, gemv4_kernel<R, OutT>, dim3(grid), dim3(bd), 0, *sg, x, K);
+    CUDA_LAUNCH_CHECK(c);
+}
+
+template <typename OutT>
+static void g4_launch(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int rows, int K) {
+    int bd = g4_threads(K);
+    if (!bd) {
+        fprintf(stderr, "cuda gemv4: K=%d unsupported\n", K);
+        abort();
+    }
+    switch (rows) {
+#define CASE(R) case R: g4_launch_r<R, OutT>(c, sg, x, K, bd); break;
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+    default: fprintf(stderr, "cuda gemv4: rows %d unsupported\n", rows); abort();
+    }
+}
+
+void cuda_gemv4_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K) {
+    if (out_f32) g4_launch<float>(c, sg, x, rows, K);
+    else g4_launch<bf16>(c, sg, x, rows, K);
+}
