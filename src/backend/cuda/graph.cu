@@ -193,7 +193,7 @@ static int try_fuse_matmuls(CudaCtx *c, int i) {
         c->fuse_plans[k].K = a->i[2];
         c->fuse_plans[k].n = n;
         for (int j = 0; j < n; j++) c->fuse_plans[k].N[j] = c->log[i + j].i[1];
-        int g4 = cuda_gemv4_supported(a->i[0], a->i[2], a->p[1], &sg);
+        int g4 = (c->gemv4 || c->gemv_mode == 4) && cuda_gemv4_supported(a->i[0], a->i[2], a->p[1], &sg);
         if (c->gemv_mode == 1 || c->gemv_mode == 4) { /* a forced path (tests): no timing */
             c->fuse_plans[k].use = c->gemv_mode == 4 && g4 ? 4 : 1;
             goto planned;
