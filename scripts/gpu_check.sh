@@ -193,6 +193,11 @@ for s in $SHAPES; do
   PAGELLM_CUDA_GEMM_LOG=1 timeout 240 $B/bench_cuda_qwen3 $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
   echo "bench $s rc=$? ($(( $(date +%s) - T0 )) s)"
 done
+# GEMV v4 (gemv_pipe.cu) as an autotuner candidate, batch 1 and 8 (PAGELLM_CUDA_GEMV4=1; off by
+# default until measured): its per-shape times beside v1/v2/cuBLASLt, and the decode rate it gives
+{ echo "== GEMV v4 candidate (PAGELLM_CUDA_GEMV4=1)"
+  PAGELLM_CUDA_GEMV4=1 PAGELLM_CUDA_GEMM_LOG=1 timeout 120 $B/bench_cuda_qwen3 8b --bs-list 1,8 2>&1 >/dev/null |
+    grep -E "^gemm rows=(1|8) |^fuse|bs1 decode|decode bs=" ; } >> "$OUT/bench.log"
 if [ $DEV -eq 1 ]; then
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
