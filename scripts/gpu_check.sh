@@ -17,6 +17,7 @@
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
 # and the "Qwen3 shapes vs HF" table in summary.md.
+# GPU_CHECK_TAR=1: everything in $OUT packed into all.tgz at the end (the device tool returns 8 files).
 # Writes to $OUT (default ./gpu-results): env.txt, build.log, test_cuda_ops.log,
 # test_cuda_model.log, bench.log, bench.jsonl, hf_baseline.json, summary.md. docs/benchmarks.md ("GPU")
 # takes its numbers from these files (committed under dev/cuda/results/<date>/).
@@ -320,3 +321,8 @@ if os.path.exists(p):
 EOF
 cat "$OUT/summary.md"
 echo "total $(( $(date +%s) - T0 )) s"
+# The device tool returns at most 8 files from $OUT: GPU_CHECK_TAR=1 packs them into all.tgz.
+if [ "${GPU_CHECK_TAR:-0}" = 1 ]; then
+  ( cd "$OUT" && tar czf /tmp/gpu_check_all.tgz --exclude=all.tgz . && find . -type f -delete &&
+    mv /tmp/gpu_check_all.tgz all.tgz ) && echo "packed $OUT/all.tgz"
+fi
