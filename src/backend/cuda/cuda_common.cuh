@@ -5,7 +5,9 @@
  * CUDA graphs replay on the same device buffers), and scratch for split-KV attention and fp32
  * logits. Every op enqueues on ctx->stream; only to_host/logits block. One thread (the engine
  * thread) calls into a context. Each op lives in its own .cu file; this header declares their
- * launchers. Activations and weights are bf16 (weights of other dtypes are converted at load). */
+ * launchers, cuda_launch (programmatic dependent launch) and the few device helpers more than one
+ * op file shares (KV element access, PDL, GEMV arithmetic, the split-KV epilogue). Activations
+ * and weights are bf16 (weights of other dtypes are converted at load). */
 #ifndef PAGELLM_BACKEND_CUDA_COMMON_CUH
 #define PAGELLM_BACKEND_CUDA_COMMON_CUH
 #include <cublasLt.h>
@@ -313,6 +315,24 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
  * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                           const void *vcache, int Hq, int Hkv, int hd, float sl2);
+/* The end of a split-KV decode block, for query head `head`, dimension d of the sequence at
+ * decode index di (output row tok), after its warps were merged into (M, L, O): with one split
+ * the attention output itself; else the split's partial in the layout decode_combine_kernel
+ * reads, part[Sd, Hq, nsplit, HD + 2] = (O..., M, L). */
+__device__ __forceinline__ void decode_write_split(bf16 *out, float *part, int tok, int di, int head,
+                                                   int split, int nsplit, int Hq, int HD, int d,
+                                                   float M, float L, float O) {
+    if (nsplit == 1) {
+        out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
+        return;
+    }
+    float *p = part + (((int64_t)di * Hq + head) * nsplit + split) * (HD + 2);
+    p[d] = O;
+    if (d == 0) {
+        p[HD] = M;
+        p[HD + 1] = L;
+    }
+}
 /* decode_attn_tc.cu: the decodes of the step (c->num_decode, c->decode_splits) on the tensor
  * cores: out rows (one split) or c->attn_part partials for decode_combine_kernel (paged_attn.cu).
  * The cache type follows c->kv_fp8; scale_log2 = log2(e) / sqrt(hd). Launched with PDL. */
@@ -322,6 +342,22 @@ void cuda_decode_attn_tc(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcach
 /* out[rows,N] = x[rows,K] @ w[N,K]^T, out in bf16 (out_f32 = 0) or float32 (out_f32 = 1). */
 void cuda_gemm(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);
+/* The GEMV kernels' arithmetic: the dot product of 8 bf16 pairs (16-byte loads of w and x) in
+ * fp32, and the output store in the output's dtype. */
+__device__ __forceinline__ float gemv_dot8(uint4 a, uint4 b) {
+    const __nv_bfloat162 *a2 = (const __nv_bfloat162 *)&a, *b2 = (const __nv_bfloat162 *)&b;
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 fa = __bfloat1622float2(a2[j]), fb = __bfloat1622float2(b2[j]);
+        s = fmaf(fa.x, fb.x, s);
+        s = fmaf(fa.y, fb.y, s);
+    }
+    return s;
+}
+__device__ __forceinline__ void gemv_store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void gemv_store(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
 /* The small-batch kernel alone (rows <= GEMV_MAX_ROWS); dev/cuda and the tests time it. */
 #define GEMV_MAX_ROWS 8
 #define GEMV_NB 4 /* GEMV v1 / v4: weight rows per block (v1) or per group (v4) */

@@ -61,29 +61,11 @@ struct DtcCfg {
                   "the end-of-block merge reuses the ring");
 };
 
-/* D[16x8] += A[16x16] * B[16x8] in f16 (fp32 accumulate); fragment layout as mma_bf16_16816. */
-__device__ __forceinline__ void dtc_mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                            uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 template <bool F16>
 __device__ __forceinline__ void dtc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                         uint32_t b1) {
-    if (F16) dtc_mma_f16(d, a, b0, b1);
+    if (F16) mma_f16_16816(d, a, b0, b1);
     else mma_bf16_16816(d, a, b0, b1);
-}
-
-/* cp.async of 16 bytes, or 16 zero bytes when !ok (src-size 0: nothing is read). */
-__device__ __forceinline__ void dtc_cp_async16(void *smem, const void *gmem, bool ok) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
-    int n = ok ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(gmem), "r"(n)
-                 : "memory");
 }
 
 /* Two e4m3 (low 16 bits of v, or high with hi) -> f16x2, element order kept. */
@@ -140,8 +122,8 @@ __device__ __forceinline__ void dtc_issue_group(unsigned char *stage, const KV *
         if (ok) slot = aligned ? base + key : (int64_t)bt[j / block_size] * block_size + j % block_size;
         const int64_t off = ((slot * Hkv + kvh) * HD) * C::EB + ch * 16; /* bytes */
         unsigned char *dst = stage + key * C::RS + ch * 16;
-        dtc_cp_async16(dst, (const unsigned char *)kc + off, ok);
-        dtc_cp_async16(dst + DTC_KEYS * C::RS, (const unsigned char *)vc + off, ok);
+        cp_async16_zfill(dst, (const unsigned char *)kc + off, ok);
+        cp_async16_zfill(dst + DTC_KEYS * C::RS, (const unsigned char *)vc + off, ok);
     }
 }
 
@@ -356,18 +338,7 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
                 L += sm_l[w * DTC_GMAX + gg] * wt;
                 O += sm_o[(w * DTC_GMAX + gg) * HD + d] * wt;
             }
-        const int head = kvh * G + gg;
-        if (nsplit == 1) {
-            out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
-        } else {
-            /* part layout: [Sd, Hq, nsplit, HD + 2] (o..., m, l) */
-            float *pp = part + (((int64_t)di * Hq + head) * nsplit + split) * (HD + 2);
-            pp[d] = O;
-            if (d == 0) {
-                pp[HD] = M;
-                pp[HD + 1] = L;
-            }
-        }
+        decode_write_split(out, part, tok, di, kvh * G + gg, split, nsplit, Hq, HD, d, M, L, O);
     }
 }
 

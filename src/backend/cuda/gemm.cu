@@ -12,25 +12,6 @@
 
 /* ---------------- the small-batch kernel ---------------- */
 
-
-template <typename OutT> __device__ __forceinline__ void store_out(OutT *p, float v);
-template <> __device__ __forceinline__ void store_out<float>(float *p, float v) { *p = v; }
-template <> __device__ __forceinline__ void store_out<bf16>(bf16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
-
-__device__ __forceinline__ float dot8(uint4 a, uint4 b) {
-    const __nv_bfloat162 *a2 = (const __nv_bfloat162 *)&a, *b2 = (const __nv_bfloat162 *)&b;
-    float s = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 fa = __bfloat1622float2(a2[j]), fb = __bfloat1622float2(b2[j]);
-        s = fmaf(fa.x, fb.x, s);
-        s = fmaf(fa.y, fb.y, s);
-    }
-    return s;
-}
-
 /* Block: blockDim.x threads split K (8 elements each per step); GEMV_NB output rows n. */
 template <int R, typename OutT>
 __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, int K) {
@@ -74,7 +55,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
         for (int r = 0; r < R; r++) {
             uint4 xa = __ldg(x4 + (int64_t)r * K8 + cc), xb = __ldg(x4 + (int64_t)r * K8 + cc + bd);
 #pragma unroll
-            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += dot8(wa[j], xa) + dot8(wb[j], xb);
+            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += gemv_dot8(wa[j], xa) + gemv_dot8(wb[j], xb);
         }
     };
     /* PDL: the first weights are requested before waiting for the kernel that writes x, so the
@@ -98,7 +79,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
         for (int r = 0; r < R; r++) {
             uint4 xa = __ldg(x4 + (int64_t)r * K8 + c);
 #pragma unroll
-            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += dot8(wa[j], xa);
+            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += gemv_dot8(wa[j], xa);
         }
     }
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
@@ -117,7 +98,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
         if (n0 + j >= N) continue;
         float s = 0.f;
         for (int q = 0; q < nw; q++) s += red[q][i];
-        store_out<OutT>(out + (int64_t)r * N + n0 + j, s);
+        gemv_store(out + (int64_t)r * N + n0 + j, s);
     }
 }
 
@@ -172,7 +153,7 @@ __global__ void __launch_bounds__(GEMV2_WARPS * 32) gemv2_kernel(GemvSegs sg, co
             for (int r = 0; r < R; r++) {
                 uint4 xv = __ldg(x4 + (int64_t)r * K8 + c0 + 32 * u);
 #pragma unroll
-                for (int j = 0; j < GEMV2_WR; j++) acc[r][j] += dot8(wv[u][j], xv);
+                for (int j = 0; j < GEMV2_WR; j++) acc[r][j] += gemv_dot8(wv[u][j], xv);
             }
         }
     }
@@ -183,7 +164,7 @@ __global__ void __launch_bounds__(GEMV2_WARPS * 32) gemv2_kernel(GemvSegs sg, co
             float v = acc[r][j];
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == r * GEMV2_WR + j && nl + j < N) store_out<OutT>(out + (int64_t)r * N + nl + j, v);
+            if (lane == r * GEMV2_WR + j && nl + j < N) gemv_store(out + (int64_t)r * N + nl + j, v);
         }
 }
 

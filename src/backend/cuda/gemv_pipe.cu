@@ -15,22 +15,6 @@
  * (every segment but the last a multiple of GEMV_NB rows). */
 #include "backend/cuda/cuda_common.cuh"
 
-__device__ __forceinline__ float g4_dot8(uint4 a, uint4 b) {
-    const __nv_bfloat162 *a2 = (const __nv_bfloat162 *)&a, *b2 = (const __nv_bfloat162 *)&b;
-    float s = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 fa = __bfloat1622float2(a2[j]), fb = __bfloat1622float2(b2[j]);
-        s = fmaf(fa.x, fb.x, s);
-        s = fmaf(fa.y, fb.y, s);
-    }
-    return s;
-}
-
-template <typename OutT> __device__ __forceinline__ void g4_store(OutT *p, float v);
-template <> __device__ __forceinline__ void g4_store<float>(float *p, float v) { *p = v; }
-template <> __device__ __forceinline__ void g4_store<bf16>(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
-
 /* Segment of global row g (groups never straddle segments: see the contract above). */
 __device__ __forceinline__ int g4_seg(const GemvSegs &sg, int g) {
     int seg = 0;
@@ -84,7 +68,7 @@ __global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_kernel(GemvSegs sg,
         for (int r = 0; r < R; r++) {
             uint4 xa = __ldg(x4 + (int64_t)r * K8 + c), xb = __ldg(x4 + (int64_t)r * K8 + c + bd);
 #pragma unroll
-            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += g4_dot8(wa[j], xa) + g4_dot8(wb[j], xb);
+            for (int j = 0; j < GEMV_NB; j++) acc[r][j] += gemv_dot8(wa[j], xa) + gemv_dot8(wb[j], xb);
         }
         if (it % spg == spg - 1) { /* the group is complete: reduce, store, start the next */
 #pragma unroll
@@ -106,7 +90,7 @@ __global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_kernel(GemvSegs sg,
                 if (n < N) {
                     float s = 0.f;
                     for (int q = 0; q < nw; q++) s += red[q][threadIdx.x];
-                    g4_store<OutT>((OutT *)sg.out[seg] + (int64_t)r * N + n, s);
+                    gemv_store((OutT *)sg.out[seg] + (int64_t)r * N + n, s);
                 }
             }
             __syncthreads(); /* red is rewritten by the next group */

@@ -6,6 +6,7 @@
  * 2t4, 2t4+1 and row g+8 cols 2t4, 2t4+1.
  * ldmatrix_x4 / ldmatrix_x4_trans: four 8x8 b16 tiles from shared memory, as stored (K fragments
  * for Q.K^T) or transposed (V^T fragments for P.V).
+ * mma_f16_16816: the same in f16.
  * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators). */
 #ifndef PAGELLM_BACKEND_CUDA_MMA_CUH
 #define PAGELLM_BACKEND_CUDA_MMA_CUH
@@ -29,6 +30,16 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, ui
                  : "r"(a));
 }
 
+/* The same in f16 (the fp8 KV path widens e4m3 to f16 exactly). */
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                              uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 /* Four 8x8 b16 tiles from shared memory, not transposed: with rows = keys and columns = head
  * dims they are the B fragments (b0, b1) of S = Q K^T for two 8-key n-tiles. */
 __device__ __forceinline__ void ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
@@ -50,6 +61,13 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem) : "memory");
+}
+/* The same, or 16 zero bytes when !ok (src-size 0: nothing is read). */
+__device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem, bool ok) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    int n = ok ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(gmem), "r"(n)
+                 : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {

@@ -313,18 +313,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
                 L += sm_l[r][gg] * w;
                 O += sm_o[r][gg][d] * w;
             }
-        int head = kvh * G + gg;
-        if (nsplit == 1) {
-            out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
-        } else {
-            /* part layout: [Sd, Hq, nsplit, HD + 2] (o..., m, l) */
-            float *p = part + (((int64_t)di * Hq + head) * nsplit + split) * (HD + 2);
-            p[d] = O;
-            if (d == 0) {
-                p[HD] = M;
-                p[HD + 1] = L;
-            }
-        }
+        decode_write_split(out, part, tok, di, kvh * G + gg, split, nsplit, Hq, HD, d, M, L, O);
     }
 }
 
