@@ -8,7 +8,9 @@
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare.
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
-# --engine: 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
+# AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
+# default runs (default: the session-4 knobs GEMV4, DECODE_COMBINE, FUSE_KV, FUSE_PRO off one by one).
+# --engine (needs no --model; builds the full tree): 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
 # `pagellm bench throughput --device cuda --load-format dummy` on the Qwen3-8B shape, bf16 and fp8
 # KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
 # KV GB, blocks, concurrency, CUDA graphs, ready time); batch-1 decode through the engine
@@ -112,7 +114,7 @@ grep -vE "^  (mismatch|logprobs)" "$OUT/test_cuda_sampler.log" | tail -8
 echo "test_cuda_sampler rc=$SAMPLER_RC ($(( $(date +%s) - T0 )) s)"
 
 # ---------------------------------------------------------------- whole model (needs the full build)
-if [ $MODEL -eq 1 ]; then
+if [ $MODEL -eq 1 ] || [ $ENGINE -eq 1 ]; then
   # Debian 12 dev packages the GPU image lacks, unpacked into .gpu/prefix (see docs/benchmarks.md)
   if ! pkg-config --exists jansson && [ -d .gpu/prefix ]; then
     P=$ROOT/.gpu/prefix/usr; mkdir -p /tmp/pc
@@ -125,6 +127,8 @@ if [ $MODEL -eq 1 ]; then
   FULL_RC=$?
   echo "full build rc=$FULL_RC ($(( $(date +%s) - T0 )) s)"
   [ $FULL_RC -eq 0 ] || tail -30 /tmp/model_build.log
+fi
+if [ $MODEL -eq 1 ]; then
   python3 scripts/make_tiny_models.py > /dev/null 2>&1 || echo "make_tiny_models failed"
   # HF transformers references for the shapes (before the CUDA test: one process on the GPU at a time)
   REFS=""
@@ -149,7 +153,7 @@ if [ $MODEL -eq 1 ]; then
   rm -f /tmp/pagellm-hfref-*.bin
 fi
 
-if [ $MODEL -eq 1 ] && [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
+if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   M=/tmp/pagellm-q8b; mkdir -p $M
   cp tests/fixtures/shapes/qwen3-8b.config.json $M/config.json
   cp tests/fixtures/qwen3-tokenizer/* $M/
@@ -194,11 +198,19 @@ for s in $SHAPES; do
   PAGELLM_CUDA_GEMM_LOG=1 timeout 240 $B/bench_cuda_qwen3 $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
   echo "bench $s rc=$? ($(( $(date +%s) - T0 )) s)"
 done
-# GEMV v4 (gemv_pipe.cu) as an autotuner candidate, batch 1 and 8 (PAGELLM_CUDA_GEMV4=1; off by
-# default until measured): its per-shape times beside v1/v2/cuBLASLt, and the decode rate it gives
-{ echo "== GEMV v4 candidate (PAGELLM_CUDA_GEMV4=1)"
-  PAGELLM_CUDA_GEMV4=1 PAGELLM_CUDA_GEMM_LOG=1 timeout 120 $B/bench_cuda_qwen3 8b --bs-list 1,8 2>&1 >/dev/null |
-    grep -E "^gemm rows=(1|8) |^fuse|bs1 decode|decode bs=" ; } >> "$OUT/bench.log"
+# A/B of the batch-1 / batch-256 decode step against single knobs turned off (AB_ENVS: a
+# ;-separated list of VAR=value settings; the default run is repeated at both ends, so the spread
+# between its two runs says what a difference must exceed to mean anything)
+AB_ENVS=${AB_ENVS-PAGELLM_CUDA_GEMV4=0;PAGELLM_CUDA_DECODE_COMBINE=0;PAGELLM_CUDA_FUSE_KV=0;PAGELLM_CUDA_FUSE_PRO=0}
+if [ -n "$AB_ENVS" ]; then
+  IFS=';' read -ra AB <<< "default;$AB_ENVS;default"
+  for e in "${AB[@]}"; do
+    echo "== A/B $e"
+    if [ "$e" = default ]; then set --; else set -- env "$e"; fi
+    "$@" timeout 120 $B/bench_cuda_qwen3 8b --bs-list 1,256 2>&1 >/dev/null | grep -E "bs1 decode|decode bs="
+  done >> "$OUT/bench.log"
+  set --
+fi
 if [ $DEV -eq 1 ]; then
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
@@ -251,6 +263,7 @@ if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
   python3 - "$OUT/ncu_step.csv" <<'PYEOF' | tee "$OUT/ncu_step.txt"
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+rows = rows[next((i for i, r in enumerate(rows) if "Kernel Name" in r), len(rows)):]  # skip program output
 if not rows: sys.exit("ncu_step: no rows")
 h = rows[0]; name, metric, value = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
 t, b, n = collections.Counter(), collections.Counter(), collections.Counter()

@@ -651,7 +651,7 @@ static void mini_step(BatchMeta *m, int S, const int *ctx, const int *chunk, int
     m->max_seq_len = maxs; m->logits_rows = lr; m->num_logits_rows = S;
 }
 
-static void test_graph_decode(Backend *graphs, Backend *eager) {
+static void test_graph_decode(Backend *graphs, Backend *eager, const char *label) {
     enum { S = 3, MB = 4, STEPS = 6 };
     int ctx[S] = {0, 0, 0}, ch[S] = {5, 7, 12};
     int32_t bt[S * MB], tok[64], pos[64], slot[64], qs[S + 1], sl[S], lr[S];
@@ -674,7 +674,7 @@ static void test_graph_decode(Backend *graphs, Backend *eager) {
         double err = rel_err_f(la, le, (size_t)S * 2000);
         if (err > worst) worst = err;
     }
-    NamedBackend nb = {"cuda-graphs", graphs};
+    NamedBackend nb = {label, graphs};
     report("graph_decode", "2 layers, 3 seqs, 6 decode steps", &nb, worst, 1e-2);
     free(la); free(le);
 }
@@ -822,7 +822,7 @@ int main(void) {
     if (have_gpu) {
         Backend *gg = make_cuda("graphs", err);
         if (gg) {
-            test_graph_decode(gg, g);
+            test_graph_decode(gg, g, "cuda-graphs");
             gg->ops->destroy(gg);
         } else {
             printf("cuda graphs backend: %s\n", err);
@@ -830,10 +830,22 @@ int main(void) {
         }
         gg = make_cuda("graphs4", err); /* graphs with every small-batch GEMV (fused too) on v4 */
         if (gg) {
-            test_graph_decode(gg, g);
+            test_graph_decode(gg, g, "cuda-graphs4");
             gg->ops->destroy(gg);
         } else {
             printf("cuda graphs backend (gemv4): %s\n", err);
+            gpu_failures++;
+        }
+        /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
+         * eager fp8 backend */
+        BackendOptions go = {0};
+        go.kv_dtype = DT_FP8_E4M3;
+        gg = FP8KV ? backend_new("cuda", &go, err) : NULL;
+        if (gg) {
+            test_graph_decode(gg, FP8KV, "cuda-graphs-fp8kv");
+            gg->ops->destroy(gg);
+        } else {
+            printf("FAIL: cuda graphs backend (fp8 KV): %s\n", FP8KV ? err : "no eager fp8 backend");
             gpu_failures++;
         }
         gg = make_cuda("graphs", err);

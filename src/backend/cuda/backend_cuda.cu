@@ -420,6 +420,7 @@ static void cu_destroy(Backend *b) {
         if (c->d_meta) cudaFree(c->d_meta);
         if (c->h_meta) cudaFreeHost(c->h_meta);
         if (c->attn_part) cudaFree(c->attn_part);
+        if (c->attn_cnt) cudaFree(c->attn_cnt);
         if (c->logits_f32) cudaFree(c->logits_f32);
         if (c->rope_inv_freq) cudaFree(c->rope_inv_freq);
         if (c->rope_tab) cudaFree(c->rope_tab);
@@ -482,11 +483,13 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
-    c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 0);
+    c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
+    c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 1);
+    c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

@@ -198,6 +198,12 @@ typedef struct CudaCtx {
     /* scratch */
     float *attn_part;      /* split-KV partials */
     size_t attn_part_cap;  /* floats */
+    int *attn_cnt;         /* [seqs, Hkv] blocks of a (seq, kv head) done, for decode v3's in-kernel
+                              split merge; all 0 between launches */
+    size_t attn_cnt_cap;   /* ints */
+    int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 1): v3 merges its splits itself */
+    int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
+                              as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */
     size_t logits_cap;     /* floats */
     int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */
@@ -309,6 +315,10 @@ void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 
                        int Hkv, int hd, float eps, const RopeParams *rope);
 void cuda_kv_store(CudaCtx *c, void *kcache, void *vcache, const bf16 *k, const bf16 *v, int Hkv,
                    int hd);
+/* cuda_qk_norm_rope then cuda_kv_store(kcache, vcache, k, v) in one launch (norm_rope.cu). */
+void cuda_qk_norm_rope_store(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
+                             const bf16 *kn, int Hq, int Hkv, int hd, float eps,
+                             const RopeParams *rope, void *kcache, void *vcache);
 void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                     const void *vcache, int Hq, int Hkv, int hd);
 /* prefill_attn_v2.cu: the prefill chunks' part of cuda_attention (c->prefill_attn 2 or 3):
@@ -334,7 +344,9 @@ __device__ __forceinline__ void decode_write_split(bf16 *out, float *part, int t
     }
 }
 /* decode_attn_tc.cu: the decodes of the step (c->num_decode, c->decode_splits) on the tensor
- * cores: out rows (one split) or c->attn_part partials for decode_combine_kernel (paged_attn.cu).
+ * cores: out rows (one split), or c->attn_part partials merged by the last block of each
+ * (seq, kv head) when c->decode_combine_fused (counters in c->attn_cnt), else by
+ * decode_combine_kernel (paged_attn.cu).
  * The cache type follows c->kv_fp8; scale_log2 = log2(e) / sqrt(hd). Launched with PDL. */
 int cuda_decode_attn_tc_supported(int Hq, int Hkv, int hd);
 void cuda_decode_attn_tc(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,

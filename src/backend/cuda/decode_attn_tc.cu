@@ -2,7 +2,8 @@
  *
  * One block per (kv head, split, decode sequence), as decode_attn_kernel (v1) in paged_attn.cu
  * (whose grid is (split, seq, kv head)), and the same outputs: the attention row itself when there is one split, else the split's
- * partial (max, sum, unnormalised output) in v1's layout, which decode_combine_kernel merges.
+ * partial (max, sum, unnormalised output) in v1's layout, which the last block of the (seq, kv
+ * head) to finish merges (dtc_combine_if_last; PAGELLM_CUDA_DECODE_COMBINE=0: decode_combine_kernel).
  * v1 spends ~100 CUDA-core instructions per key and per query head and cannot keep HBM busy;
  * here a key costs a few tensor-core instructions and the kernel is meant to be bound by the
  * bytes of K and V it streams.
@@ -201,6 +202,45 @@ __device__ __forceinline__ void dtc_pv(float (&o)[HD / 8][4], const uint32_t (&p
     }
 }
 
+/* The split-KV merge inside the decode kernel, instead of decode_combine_kernel's extra launch
+ * (at batch 1 that launch and its drain cost ~4 us per layer). Every block of (di, kvh) has
+ * written its partial; it makes it visible device-wide, then counts itself in
+ * split_count[di * Hkv + kvh]; the block that arrives last merges the nsplit partials of the
+ * G heads exactly as decode_combine_kernel does (same order of operations: same bits) and
+ * resets the counter to 0 for the next launch (graph replays included). Partials are read
+ * with ld.global.cg: other SMs wrote them, and L1 is not coherent. */
+template <int HD>
+__device__ __forceinline__ void dtc_combine_if_last(bf16 *out, const float *part, int *split_count,
+                                                    int tok, int di, int kvh, int G, int Hq,
+                                                    int Hkv, int nsplit) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int *cnt = split_count + (int64_t)di * Hkv + kvh;
+        s_last = atomicAdd(cnt, 1) == nsplit - 1;
+        if (s_last) *cnt = 0; /* every block of (di, kvh) has counted */
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        const int head = kvh * G + i / HD, d = i % HD;
+        const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + 2);
+        float M = -INFINITY;
+        for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(p + sp * (HD + 2) + HD));
+        float L = 0.f, O = 0.f;
+        if (M != -INFINITY)
+            for (int sp = 0; sp < nsplit; sp++) {
+                const float *ps = p + sp * (HD + 2);
+                const float w = exp2f(__ldcg(ps + HD) - M);
+                L += __ldcg(ps + HD + 1) * w;
+                O += __ldcg(ps + d) * w;
+            }
+        out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
+    }
+}
+
 /* Block (kv head, split, decode seq di): attention of the G query heads of kvh over the split's
  * keys [kb, ke); kb a multiple of 16. nsplit == 1: out rows; else the partial
  * part[di, head, split, 0..HD+1] = (unnormalised O, max, sum) in base 2 (v1's layout). Launched
@@ -210,7 +250,7 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
     const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv,
-    float scale_log2) {
+    float scale_log2, int *split_count) {
     using C = DtcCfg<HD, KV>;
     constexpr bool F16 = C::F16;
     extern __shared__ __align__(16) unsigned char dtc_smem[];
@@ -340,6 +380,7 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
             }
         decode_write_split(out, part, tok, di, kvh * G + gg, split, nsplit, Hq, HD, d, M, L, O);
     }
+    if (nsplit > 1 && split_count) dtc_combine_if_last<HD>(out, part, split_count, tok, di, kvh, G, Hq, Hkv, nsplit);
 }
 
 /* Sets the instantiation's shared-memory limits on the context's device once (eager: the
@@ -364,7 +405,8 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     dim3 grid(Hkv, c->decode_splits, c->num_decode);
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
-                c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2);
+                c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
+                c->decode_combine_fused ? c->attn_cnt : (int *)NULL);
     CUDA_LAUNCH_CHECK(c);
 }
 

@@ -221,9 +221,29 @@ planned:
     return n;
 }
 
+/* qk_norm_rope followed by the kv_store of its k: one launch (cuda_qk_norm_rope_store) instead
+ * of two. Returns the records consumed (0 or 2). */
+static int try_fuse_rope_store(CudaCtx *c, int i) {
+    if (!c->fuse_rope_store || i + 1 >= c->nlog) return 0;
+    const OpRec *a = &c->log[i], *b = &c->log[i + 1];
+    if (a->kind != OP_QKROPE || b->kind != OP_KVSTORE || b->p[2] != a->p[1] || b->i[0] != a->i[1] ||
+        b->i[1] != a->i[2])
+        return 0;
+    RopeParams rp;
+    memset(&rp, 0, sizeof rp);
+    rp.theta = a->rd[0]; rp.factor = a->rd[1]; rp.low_freq_factor = a->rd[2];
+    rp.high_freq_factor = a->rd[3]; rp.head_dim = a->ri[0];
+    rp.scaling = (RopeScalingType)a->ri[1]; rp.original_max_position_embeddings = a->ri[2];
+    cuda_qk_norm_rope_store(c, (bf16 *)a->p[0], (bf16 *)a->p[1], (const bf16 *)b->p[3],
+                            (const bf16 *)a->p[2], (const bf16 *)a->p[3], a->i[0], a->i[1], a->i[2],
+                            a->f, &rp, (void *)b->p[0], (void *)b->p[1]);
+    return 2;
+}
+
 static void run_log(CudaCtx *c) {
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_matmuls(c, i);
+        if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }
         cuda_oprec_run(c, &c->log[i]);
         i++;

@@ -3,7 +3,9 @@
  * One warp per (token, head). Rotary uses HF's rotate_half convention (pairs i, i + hd/2) and
  * HF's rounding order: cos/sin rounded to bf16, each product rounded, then the sum. inv_freq is
  * computed once on the host per RopeParams (llama3 scaling included) and cached on the device;
- * the angle is float32 position * inv_freq as in HF, its cos/sin taken in double. */
+ * the angle is float32 position * inv_freq as in HF, its cos/sin taken in double.
+ * cuda_qk_norm_rope_store also does kv_store.cu's work in the same launch (graph.cu fuses an
+ * OP_QKROPE followed by the OP_KVSTORE of its k). */
 #include <math.h>
 #include <string.h>
 
@@ -23,16 +25,12 @@ __global__ void rope_table_kernel(float2 *tab, const int32_t *positions, const f
     tab[idx] = make_float2(rbf((float)cos(ang)), rbf((float)sin(ang)));
 }
 
-__global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn,
-                                    const float2 *tab, int T, int Hq, int Hkv, int hd, float eps) {
-    pdl_trigger(); /* see cuda_launch: launched with PDL */
-    pdl_wait();
-    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-    int H = Hq + Hkv;
-    if (warp >= T * H) return;
-    int t = warp / H, h = warp % H;
-    bf16 *x = h < Hq ? q + ((int64_t)t * Hq + h) * hd : k + ((int64_t)t * Hkv + (h - Hq)) * hd;
-    const bf16 *w = h < Hq ? qn : kn;
+/* One head row x[hd] of token t, in place, by one warp: RMSNorm with weight w (none: NULL),
+ * then rotary with the step's table row cs_row. With dst, the result is also stored there
+ * (a paged-cache row: the fused KV store). */
+template <typename KV>
+__device__ __forceinline__ void norm_rope_row(bf16 *x, const bf16 *w, const float2 *cs_row, int hd,
+                                              float eps, int lane, KV *dst) {
     int half = hd / 2;
     float rstd = 1.f;
     if (w) {
@@ -45,7 +43,6 @@ __global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
         rstd = rsqrtf(ss / (float)hd + eps);
     }
-    const float2 *cs_row = tab + (int64_t)t * half;
     for (int i = lane; i < half; i += 32) {
         float a = __bfloat162float(x[i]), b = __bfloat162float(x[i + half]);
         if (w) {
@@ -54,8 +51,57 @@ __global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16
         }
         float2 csn = cs_row[i];
         float cs = csn.x, sn = csn.y;
-        x[i] = __float2bfloat16_rn(rbf(a * cs) + rbf(-b * sn));
-        x[i + half] = __float2bfloat16_rn(rbf(b * cs) + rbf(a * sn));
+        bf16 lo = __float2bfloat16_rn(rbf(a * cs) + rbf(-b * sn));
+        bf16 hi = __float2bfloat16_rn(rbf(b * cs) + rbf(a * sn));
+        x[i] = lo;
+        x[i + half] = hi;
+        if (dst) {
+            kv_put1(dst + i, lo);
+            kv_put1(dst + i + half, hi);
+        }
+    }
+}
+
+/* One warp per (token, head) over the Hq + Hkv heads of q and k. */
+__global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn,
+                                    const float2 *tab, int T, int Hq, int Hkv, int hd, float eps) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    int H = Hq + Hkv;
+    if (warp >= T * H) return;
+    int t = warp / H, h = warp % H;
+    bf16 *x = h < Hq ? q + ((int64_t)t * Hq + h) * hd : k + ((int64_t)t * Hkv + (h - Hq)) * hd;
+    norm_rope_row<bf16>(x, h < Hq ? qn : kn, tab + (int64_t)t * (hd / 2), hd, eps, lane, NULL);
+}
+
+/* qk_norm_rope_kernel and kv_store_kernel (kv_store.cu) in one launch: one warp per (token,
+ * head) over Hq + 2 Hkv rows: q heads, k heads (normed, roped, written back and stored at the
+ * token's slot) and v heads (stored). Same values and cache bytes as the two kernels. */
+template <typename KV>
+__global__ void qk_norm_rope_store_kernel(bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
+                                          const bf16 *kn, const float2 *tab, KV *kc, KV *vc,
+                                          const int32_t *slots, int T, int Hq, int Hkv, int hd,
+                                          float eps) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    int H = Hq + 2 * Hkv;
+    if (warp >= T * H) return;
+    int t = warp / H, h = warp % H;
+    int64_t slot = slots[t];
+    if (h < Hq) {
+        norm_rope_row<KV>(q + ((int64_t)t * Hq + h) * hd, qn, tab + (int64_t)t * (hd / 2), hd, eps,
+                          lane, (KV *)NULL);
+    } else if (h < Hq + Hkv) {
+        int kh = h - Hq;
+        norm_rope_row<KV>(k + ((int64_t)t * Hkv + kh) * hd, kn, tab + (int64_t)t * (hd / 2), hd, eps,
+                          lane, slot >= 0 ? kc + (slot * Hkv + kh) * hd : (KV *)NULL);
+    } else if (slot >= 0) {
+        int vh = h - Hq - Hkv;
+        const bf16 *src = v + ((int64_t)t * Hkv + vh) * hd;
+        KV *dst = vc + (slot * Hkv + vh) * hd;
+        for (int i = lane; i < hd; i += 32) kv_put1(dst + i, src[i]);
     }
 }
 
@@ -95,9 +141,9 @@ void cuda_rope_reserve(CudaCtx *c, int max_tokens) {
     if (c->rope_tab_hd > 0 && need > c->rope_tab_cap) rope_tab_grow(c, need);
 }
 
-void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn, int Hq,
-                       int Hkv, int hd, float eps, const RopeParams *rope) {
-    if (c->T <= 0) return;
+/* The step's cos/sin table for hd and rope (inv_freq from the host when the parameters change;
+ * the table once per step: the layers share it). */
+static void rope_table_ensure(CudaCtx *c, int hd, const RopeParams *rope) {
     char key[128];
     snprintf(key, sizeof key, "%d/%.9g/%d/%.9g/%.9g/%.9g/%d", hd, rope->theta, (int)rope->scaling,
              rope->factor, rope->low_freq_factor, rope->high_freq_factor,
@@ -125,8 +171,32 @@ void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 
         c->rope_tab_valid = 1;
         c->rope_tab_hd = hd;
     }
+}
+
+void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 *kn, int Hq,
+                       int Hkv, int hd, float eps, const RopeParams *rope) {
+    if (c->T <= 0) return;
+    rope_table_ensure(c, hd, rope);
     long long warps = (long long)c->T * (Hq + Hkv);
     cuda_launch(c, qk_norm_rope_kernel, dim3(cdiv(warps * 32, 256)), dim3(256), 0, 
         q, k, qn, kn, c->rope_tab, c->T, Hq, Hkv, hd, eps);
+    CUDA_LAUNCH_CHECK(c);
+}
+
+void cuda_qk_norm_rope_store(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
+                             const bf16 *kn, int Hq, int Hkv, int hd, float eps,
+                             const RopeParams *rope, void *kcache, void *vcache) {
+    if (c->T <= 0) return;
+    rope_table_ensure(c, hd, rope);
+    long long warps = (long long)c->T * (Hq + 2 * Hkv);
+    dim3 grid(cdiv(warps * 32, 256));
+    if (c->kv_fp8)
+        cuda_launch(c, qk_norm_rope_store_kernel<fp8>, grid, dim3(256), 0, q, k, v, qn, kn,
+                    (const float2 *)c->rope_tab, (fp8 *)kcache, (fp8 *)vcache,
+                    (const int32_t *)c->dev.slot_mapping, c->T, Hq, Hkv, hd, eps);
+    else
+        cuda_launch(c, qk_norm_rope_store_kernel<bf16>, grid, dim3(256), 0, q, k, v, qn, kn,
+                    (const float2 *)c->rope_tab, (bf16 *)kcache, (bf16 *)vcache,
+                    (const int32_t *)c->dev.slot_mapping, c->T, Hq, Hkv, hd, eps);
     CUDA_LAUNCH_CHECK(c);
 }

@@ -320,6 +320,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) decode_attn_kernel(
 /* One block per (decode seq, head): merges the splits' partials. */
 __global__ void decode_combine_kernel(bf16 *out, const float *part, const int32_t *decode_seqs,
                                       const int32_t *query_start, int Hq, int HD, int nsplit) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
     int di = blockIdx.x, head = blockIdx.y;
     int tok = query_start[decode_seqs[di]];
     const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + 2);
@@ -353,8 +355,20 @@ static void attn_part_grow(CudaCtx *c, size_t need) {
     c->gen++; /* graphs baked the old scratch pointer */
 }
 
+/* Split counters of decode v3's in-kernel merge, zeroed once (the kernel leaves them 0).
+ * Never during capture, like attn_part_grow. */
+static void attn_cnt_grow(CudaCtx *c, size_t need) {
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->attn_cnt) CUDA_CHECK(cudaFree(c->attn_cnt));
+    CUDA_CHECK(cudaMalloc(&c->attn_cnt, need * sizeof(int)));
+    CUDA_CHECK(cudaMemset(c->attn_cnt, 0, need * sizeof(int)));
+    c->attn_cnt_cap = need;
+    c->gen++; /* graphs baked the old counters */
+}
+
 void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
     if (c->attn_hq <= 0 || c->attn_hkv <= 0) return; /* no attention ran yet */
+    if ((size_t)max_seqs * c->attn_hkv > c->attn_cnt_cap) attn_cnt_grow(c, (size_t)max_seqs * c->attn_hkv);
     size_t need = 0;
     for (int sd = 1; sd <= max_seqs; sd++) {
         int splits = cuda_decode_splits(c, sd, c->attn_hkv);
@@ -393,15 +407,17 @@ template <int HD, typename KV>
 static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                           int Hq, int Hkv, float sl2) {
     int G = Hq / Hkv;
-    if (c->decode_attn != 1 && cuda_decode_attn_tc_supported(Hq, Hkv, HD))
+    if (c->decode_attn != 1 && cuda_decode_attn_tc_supported(Hq, Hkv, HD)) {
         cuda_decode_attn_tc(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
-    else if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
+        if (c->decode_combine_fused) return; /* the kernel merged its splits */
+    } else if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 2) launch_decode_g<HD, 2, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 4) launch_decode_g<HD, 4, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else launch_decode_g<HD, 8, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     if (c->decode_splits > 1) {
-        decode_combine_kernel<<<dim3(c->num_decode, Hq), HD, 0, c->stream>>>(
-            out, c->attn_part, c->dev.decode_seqs, c->dev.query_start, Hq, HD, c->decode_splits);
+        cuda_launch(c, decode_combine_kernel, dim3(c->num_decode, Hq), dim3(HD), 0, out,
+                    (const float *)c->attn_part, (const int32_t *)c->dev.decode_seqs,
+                    (const int32_t *)c->dev.query_start, Hq, HD, c->decode_splits);
         CUDA_LAUNCH_CHECK(c);
     }
 }
@@ -421,6 +437,7 @@ static void attention_kv(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kcache,
         c->decode_splits = cuda_decode_splits(c, c->num_decode, Hkv);
         size_t need = cuda_attn_scratch_floats(c, Hq, hd);
         if (c->decode_splits > 1 && need > c->attn_part_cap) attn_part_grow(c, need);
+        if ((size_t)c->num_decode * Hkv > c->attn_cnt_cap) attn_cnt_grow(c, (size_t)c->num_decode * Hkv);
         switch (hd) {
         case 16: launch_decode<16, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
         case 32: launch_decode<32, KV>(c, out, q, kcache, vcache, Hq, Hkv, sl2); break;
