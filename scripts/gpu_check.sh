@@ -10,6 +10,7 @@
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: the session-4 knobs GEMV4, DECODE_COMBINE, FUSE_KV, FUSE_PRO off one by one).
+# BASE_TREE=dir: another source tree (an older commit) built beside this one and timed in the A/B.
 # --engine (needs no --model; builds the full tree): 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
 # `pagellm bench throughput --device cuda --load-format dummy` on the Qwen3-8B shape, bf16 and fp8
 # KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
@@ -99,6 +100,12 @@ build() {
 }
 ( build ) > "$OUT/build.log" 2>&1
 BUILD_RC=$?
+# BASE_TREE=dir (e.g. `git archive REV | tar -x -C .gpu/base`, carried): its bench too, for the A/B
+# below on the same card in the same call
+if [ -n "${BASE_TREE:-}" ]; then
+  mkdir -p $B-base
+  ( cd "$BASE_TREE" && B=$B-base && build ) > "$OUT/build_base.log" 2>&1 || echo "base build failed"
+fi
 grep -E "error|registers|spill|stack frame" "$OUT/build.log" | grep -E "error|spill [1-9]|[1-9][0-9]* bytes stack" | head -20
 echo "build rc=$BUILD_RC ($(( $(date +%s) - T0 )) s)"
 [ $BUILD_RC -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
@@ -203,11 +210,15 @@ done
 # between its two runs says what a difference must exceed to mean anything)
 AB_ENVS=${AB_ENVS-PAGELLM_CUDA_GEMV4=0;PAGELLM_CUDA_DECODE_COMBINE=0;PAGELLM_CUDA_FUSE_KV=0;PAGELLM_CUDA_FUSE_PRO=0}
 if [ -n "$AB_ENVS" ]; then
-  IFS=';' read -ra AB <<< "default;$AB_ENVS;default"
+  AB_SEQ="default;$AB_ENVS;default"
+  [ -x $B-base/bench_cuda_qwen3 ] && AB_SEQ="base;default;$AB_ENVS;base;default"
+  IFS=';' read -ra AB <<< "$AB_SEQ"
   for e in "${AB[@]}"; do
     echo "== A/B $e"
-    if [ "$e" = default ]; then set --; else set -- env "$e"; fi
-    "$@" timeout 120 $B/bench_cuda_qwen3 8b --bs-list 1,256 2>&1 >/dev/null | grep -E "bs1 decode|decode bs="
+    BIN=$B/bench_cuda_qwen3
+    if [ "$e" = base ]; then BIN=$B-base/bench_cuda_qwen3; set --;
+    elif [ "$e" = default ]; then set --; else set -- env "$e"; fi
+    "$@" timeout 120 $BIN 8b --bs-list 1,256 2>&1 >/dev/null | grep -E "bs1 decode|decode bs="
   done >> "$OUT/bench.log"
   set --
 fi

@@ -325,10 +325,11 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
  * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                           const void *vcache, int Hq, int Hkv, int hd, float sl2);
+#define DEC_PART_PAD 4 /* floats after a partial's HD outputs: M, L and padding */
 /* The end of a split-KV decode block, for query head `head`, dimension d of the sequence at
  * decode index di (output row tok), after its warps were merged into (M, L, O): with one split
  * the attention output itself; else the split's partial in the layout decode_combine_kernel
- * reads, part[Sd, Hq, nsplit, HD + 2] = (O..., M, L). */
+ * reads, part[Sd, Hq, nsplit, HD + DEC_PART_PAD] = (O..., M, L, unused): rows of 16-byte multiples for vector loads. */
 __device__ __forceinline__ void decode_write_split(bf16 *out, float *part, int tok, int di, int head,
                                                    int split, int nsplit, int Hq, int HD, int d,
                                                    float M, float L, float O) {
@@ -336,7 +337,7 @@ __device__ __forceinline__ void decode_write_split(bf16 *out, float *part, int t
         out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
         return;
     }
-    float *p = part + (((int64_t)di * Hq + head) * nsplit + split) * (HD + 2);
+    float *p = part + (((int64_t)di * Hq + head) * nsplit + split) * (HD + DEC_PART_PAD);
     p[d] = O;
     if (d == 0) {
         p[HD] = M;

@@ -202,17 +202,20 @@ __device__ __forceinline__ void dtc_pv(float (&o)[HD / 8][4], const uint32_t (&p
     }
 }
 
-/* The split-KV merge inside the decode kernel, instead of decode_combine_kernel's extra launch
- * (at batch 1 that launch and its drain cost ~4 us per layer). Every block of (di, kvh) has
- * written its partial; it makes it visible device-wide, then counts itself in
- * split_count[di * Hkv + kvh]; the block that arrives last merges the nsplit partials of the
- * G heads exactly as decode_combine_kernel does (same order of operations: same bits) and
- * resets the counter to 0 for the next launch (graph replays included). Partials are read
- * with ld.global.cg: other SMs wrote them, and L1 is not coherent. */
+/* The split-KV merge inside the decode kernel, instead of decode_combine_kernel's extra launch.
+ * Every block of (di, kvh) has written its partial; it makes it visible device-wide, then counts
+ * itself in split_count[di * Hkv + kvh]; the block that arrives last merges the nsplit partials
+ * of the G heads and resets the counter to 0 for the next launch (graph replays included).
+ * Warp w merges heads w, w + DTC_WARPS, ...: lane sp holds split sp's (max, sum) (nsplit <= 32,
+ * more splits take the loop), the weights are broadcast with shuffles, and each lane sums 4 of
+ * the HD dims with float4 loads that are all independent (no serial chain of L2 round trips).
+ * The sums run in split order with decode_combine_kernel's expressions: the same bits. Partials
+ * are read with ld.global.cg: other SMs wrote them, and L1 is not coherent. */
 template <int HD>
-__device__ __forceinline__ void dtc_combine_if_last(bf16 *out, const float *part, int *split_count,
-                                                    int tok, int di, int kvh, int G, int Hq,
-                                                    int Hkv, int nsplit) {
+__device__ __noinline__ void dtc_combine_if_last(bf16 *out, const float *part, int *split_count,
+                                                 int tok, int di, int kvh, int G, int Hq,
+                                                 int Hkv, int nsplit) {
+    static_assert(HD % 4 == 0 && HD / 4 <= 32, "a lane merges 4 dims");
     __shared__ int s_last;
     __threadfence();
     __syncthreads();
@@ -224,20 +227,50 @@ __device__ __forceinline__ void dtc_combine_if_last(bf16 *out, const float *part
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
-        const int head = kvh * G + i / HD, d = i % HD;
-        const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + 2);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int gg = warp; gg < G; gg += DTC_WARPS) {
+        const int head = kvh * G + gg;
+        const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + DEC_PART_PAD);
         float M = -INFINITY;
-        for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(p + sp * (HD + 2) + HD));
-        float L = 0.f, O = 0.f;
+        for (int sp = lane; sp < nsplit; sp += 32) M = fmaxf(M, __ldcg(p + sp * (HD + DEC_PART_PAD) + HD));
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        float L = 0.f;
+        float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
+        const int d = 4 * lane;
         if (M != -INFINITY)
-            for (int sp = 0; sp < nsplit; sp++) {
-                const float *ps = p + sp * (HD + 2);
-                const float w = exp2f(__ldcg(ps + HD) - M);
-                L += __ldcg(ps + HD + 1) * w;
-                O += __ldcg(ps + d) * w;
+            for (int s0 = 0; s0 < nsplit; s0 += 32) {
+                const int mine = s0 + lane;
+                float wl = 0.f, ll = 0.f;
+                if (mine < nsplit) {
+                    wl = exp2f(__ldcg(p + mine * (HD + DEC_PART_PAD) + HD) - M);
+                    ll = __ldcg(p + mine * (HD + DEC_PART_PAD) + HD + 1);
+                }
+                const int nj = min(32, nsplit - s0);
+                for (int j0 = 0; j0 < nj; j0 += 8) { /* 8 independent 16-byte loads in flight */
+                    float4 v[8];
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        if (j0 + j < nj && d < HD)
+                            v[j] = __ldcg((const float4 *)(p + (s0 + j0 + j) * (HD + DEC_PART_PAD) + d));
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        if (j0 + j >= nj) break;
+                        const float w = __shfl_sync(0xffffffffu, wl, j0 + j);
+                        L += __shfl_sync(0xffffffffu, ll, j0 + j) * w;
+                        if (d < HD) {
+                            O.x += v[j].x * w; O.y += v[j].y * w; O.z += v[j].z * w; O.w += v[j].w * w;
+                        }
+                    }
+                }
             }
-        out[((int64_t)tok * Hq + head) * HD + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
+        if (d < HD) {
+            bf16 *o = out + ((int64_t)tok * Hq + head) * HD + d;
+            o[0] = __float2bfloat16_rn(L > 0.f ? O.x / L : 0.f);
+            o[1] = __float2bfloat16_rn(L > 0.f ? O.y / L : 0.f);
+            o[2] = __float2bfloat16_rn(L > 0.f ? O.z / L : 0.f);
+            o[3] = __float2bfloat16_rn(L > 0.f ? O.w / L : 0.f);
+        }
     }
 }
 

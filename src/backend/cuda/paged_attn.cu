@@ -324,14 +324,14 @@ __global__ void decode_combine_kernel(bf16 *out, const float *part, const int32_
     pdl_wait();
     int di = blockIdx.x, head = blockIdx.y;
     int tok = query_start[decode_seqs[di]];
-    const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + 2);
+    const float *p = part + ((int64_t)di * Hq + head) * nsplit * (HD + DEC_PART_PAD);
     float M = -INFINITY;
-    for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, p[sp * (HD + 2) + HD]);
+    for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, p[sp * (HD + DEC_PART_PAD) + HD]);
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
         float L = 0.f, O = 0.f;
         if (M != -INFINITY)
             for (int sp = 0; sp < nsplit; sp++) {
-                const float *ps = p + sp * (HD + 2);
+                const float *ps = p + sp * (HD + DEC_PART_PAD);
                 float w = exp2f(ps[HD] - M);
                 L += ps[HD + 1] * w;
                 O += ps[d] * w;
@@ -343,7 +343,7 @@ __global__ void decode_combine_kernel(bf16 *out, const float *part, const int32_
 /* ------------------------------------------------------------------ dispatch */
 
 size_t cuda_attn_scratch_floats(const CudaCtx *c, int Hq, int hd) {
-    return (size_t)c->num_decode * Hq * c->decode_splits * (hd + 2);
+    return (size_t)c->num_decode * Hq * c->decode_splits * (hd + DEC_PART_PAD);
 }
 
 /* Never during capture: the eager step before (or cuda_attn_reserve) allocated it. */
@@ -372,7 +372,7 @@ void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
     size_t need = 0;
     for (int sd = 1; sd <= max_seqs; sd++) {
         int splits = cuda_decode_splits(c, sd, c->attn_hkv);
-        size_t n = (size_t)sd * c->attn_hq * splits * (c->attn_hd + 2);
+        size_t n = (size_t)sd * c->attn_hq * splits * (c->attn_hd + DEC_PART_PAD);
         if (splits > 1 && n > need) need = n;
     }
     if (need > c->attn_part_cap) attn_part_grow(c, need);
