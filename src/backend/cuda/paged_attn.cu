@@ -361,7 +361,7 @@ static void attn_cnt_grow(CudaCtx *c, size_t need) {
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     if (c->attn_cnt) CUDA_CHECK(cudaFree(c->attn_cnt));
     CUDA_CHECK(cudaMalloc(&c->attn_cnt, need * sizeof(int)));
-    CUDA_CHECK(cudaMemset(c->attn_cnt, 0, need * sizeof(int)));
+    CUDA_CHECK(cudaMemsetAsync(c->attn_cnt, 0, need * sizeof(int), c->stream));
     c->attn_cnt_cap = need;
     c->gen++; /* graphs baked the old counters */
 }
