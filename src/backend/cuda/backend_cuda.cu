@@ -489,6 +489,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
     c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 1);
+    c->decode_late_trigger = env_int("PAGELLM_CUDA_DECODE_TRIGGER", 1);
+    c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {

@@ -202,6 +202,9 @@ typedef struct CudaCtx {
                               split merge; all 0 between launches */
     size_t attn_cnt_cap;   /* ints */
     int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 1): v3 merges its splits itself */
+    int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
+                                 only at its end, 0 = at its start (session-4 A/B) */
+    int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */

@@ -283,11 +283,11 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
     const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv,
-    float scale_log2, int *split_count) {
+    float scale_log2, int *split_count, int late_trigger) {
     using C = DtcCfg<HD, KV>;
     constexpr bool F16 = C::F16;
     extern __shared__ __align__(16) unsigned char dtc_smem[];
-    pdl_trigger(); /* the next kernel may launch; it waits for this grid before reading */
+    if (!late_trigger) pdl_trigger(); /* the next kernel may launch; it waits for this grid */
     pdl_wait();    /* q, the cache and the metadata come from earlier kernels / copies */
 
     const int G = Hq / Hkv;
@@ -414,6 +414,7 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
         decode_write_split(out, part, tok, di, kvh * G + gg, split, nsplit, Hq, HD, d, M, L, O);
     }
     if (nsplit > 1 && split_count) dtc_combine_if_last<HD>(out, part, split_count, tok, di, kvh, G, Hq, Hkv, nsplit);
+    if (late_trigger) pdl_trigger(); /* the next kernel launches once this grid's work is done */
 }
 
 /* Sets the instantiation's shared-memory limits on the context's device once (eager: the
@@ -439,7 +440,7 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
-                c->decode_combine_fused ? c->attn_cnt : (int *)NULL);
+                c->decode_combine_fused ? c->attn_cnt : (int *)NULL, c->decode_late_trigger);
     CUDA_LAUNCH_CHECK(c);
 }
 
