@@ -18,6 +18,15 @@
  * dummy decode batches of every capture size through the model's forward, a warm-up pass and
  * a capture pass, largest first, after reserving the buffers later steps could grow.
  *
+ * Peephole rewrites (run_log): the log of a step is known before any of it runs, and is the
+ * same on every replay, so run_log may launch a group of records differently from one by one;
+ * the choice depends only on the log and on plans made by the eager step that precedes every
+ * capture, so it is baked into the graph. try_fuse_matmuls: consecutive matmuls reading the same
+ * x become one multi-segment GEMV. try_fuse_silu (PAGELLM_CUDA_FUSE_PRO, where GEMV v4 may run):
+ * silu_mul followed by the matmul that reads its output becomes one GEMV v4 whose blocks compute
+ * silu(gate) * up themselves; the silu output is then never written, so this is done only where
+ * no later record reads it before overwriting it (buf_dead_after).
+ *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
  * batches in lock step and the replay / capture / eager decision depends only on the batch and
@@ -221,9 +230,72 @@ planned:
     return n;
 }
 
-static void run_log(CudaCtx *c) {
+/* ---------------- prologue fusion (PAGELLM_CUDA_FUSE_PRO) ---------------- */
+
+/* Whether buffer p is dead after record `from`: the first later record that names p overwrites
+ * it whole without reading it (the output of a matmul, norm, silu, attention, embed or gather
+ * that reads p nowhere else), or no later record names it and the log is a whole step (run at
+ * logits: nothing but the next step, which writes before it reads, follows). A flushed partial
+ * log proves nothing about what its caller reads next, so there the overwrite must be seen. */
+static int buf_dead_after(const CudaCtx *c, int from, const void *p, int whole_step) {
+    for (int i = from + 1; i < c->nlog; i++) {
+        const OpRec *r = &c->log[i];
+        int named = 0, read = 0;
+        for (int k = 0; k < 6; k++)
+            if (r->p[k] == p) { named = 1; read |= k > 0; }
+        if (!named) continue;
+        int pure_out = r->kind == OP_MATMUL || r->kind == OP_RMSNORM || r->kind == OP_SILU ||
+                       r->kind == OP_ATTN || r->kind == OP_EMBED || r->kind == OP_GATHER;
+        return pure_out && !read;
+    }
+    return whole_step;
+}
+
+/* Whether matmul record r would run as a GEMV on its own (cuda_gemm's plan for its shape,
+ * created and timed here if new: eager steps only, as plans are before any capture). */
+static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
+    return cuda_gemm_path(c, (void *)r->p[0], 0, (const bf16 *)r->p[1], (const bf16 *)r->p[2],
+                          r->i[0], r->i[1], r->i[2]) != 0;
+}
+
+/* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
+ * (PAGELLM_CUDA_GEMV4=1 lets the autotuner pick it, PAGELLM_CUDA_GEMV=4 forces it). */
+static int pro_allowed(const CudaCtx *c) {
+    return c->fuse_pro && (c->gemv4 || c->gemv_mode == 4);
+}
+
+/* OP_SILU(out, gate, up) then the matmul that reads out -> one GEMV v4 whose blocks compute
+ * silu(gate) * up themselves (GEMV_PRO_SILU): out is not written, so nothing else may read it
+ * before it is overwritten. Only where that matmul would run as a GEMV anyway. Returns the
+ * records consumed (2) or 0. */
+static int try_fuse_silu(CudaCtx *c, int i, int whole_step) {
+    if (!pro_allowed(c) || i + 1 >= c->nlog) return 0;
+    const OpRec *s = &c->log[i], *m = &c->log[i + 1];
+    if (s->kind != OP_SILU || m->kind != OP_MATMUL || m->p[1] != s->p[0] || m->p[3] ||
+        m->i[0] != s->i[0] || m->i[2] != s->i[1])
+        return 0;
+    if (m->p[0] == s->p[1] || m->p[0] == s->p[2]) return 0; /* the blocks read gate/up throughout */
+    GemvSegs sg;
+    memset(&sg, 0, sizeof sg);
+    sg.w[0] = (const bf16 *)m->p[2]; sg.out[0] = (void *)m->p[0]; sg.start[1] = m->i[1]; sg.nseg = 1;
+    GemvPro pro;
+    memset(&pro, 0, sizeof pro);
+    pro.kind = GEMV_PRO_SILU; pro.a = (const bf16 *)s->p[1]; pro.b = (const bf16 *)s->p[2];
+    if (!cuda_gemv4_pro_supported(c, &pro, m->i[0], m->i[2], &sg)) return 0;
+    if (!buf_dead_after(c, i + 1, s->p[0], whole_step) || !mm_is_gemv(c, m)) return 0;
+    cuda_gemv4_pro(c, &sg, &pro, m->i[0], m->i[2]);
+    c->fused_pro++;
+    return 2;
+}
+
+/* Runs the log: peephole rewrites first (each consumes the records it replaced), else one op.
+ * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
+ * on the log and on plans made by the eager step before a capture, so a captured graph runs the
+ * launches its eager step ran. */
+static void run_log(CudaCtx *c, int whole_step) {
     for (int i = 0; i < c->nlog;) {
-        int used = try_fuse_matmuls(c, i);
+        int used = try_fuse_silu(c, i, whole_step);
+        if (!used) used = try_fuse_matmuls(c, i);
         if (used) { i += used; continue; }
         cuda_oprec_run(c, &c->log[i]);
         i++;
@@ -233,7 +305,7 @@ static void run_log(CudaCtx *c) {
 void cuda_graph_flush(CudaCtx *c) {
     if (!c->recording) return;
     c->recording = 0;
-    run_log(c);
+    run_log(c, 0);
     c->nlog = 0;
 }
 
@@ -255,7 +327,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         cudaGraph_t graph;
         c->capturing = 1;
         CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-        run_log(c);
+        run_log(c, 1);
         CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
         c->capturing = 0;
         CUDA_CHECK(cudaGraphInstantiate(&g->exec, graph, 0));
@@ -264,7 +336,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
     } else {
-        run_log(c); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        run_log(c, 1); /* eager: may create plans, autotune, grow scratch (bumping gen) */
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;
         free(g->ops);
