@@ -7,7 +7,9 @@
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
- * <= 1e-2 for bf16 activations, 1e-4 for f32. Needs a GPU; not run by CTest. */
+ * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
+ * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
+ * graph_buckets). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -19,7 +19,13 @@
  * with x built by each block in dynamic shared memory right after pdl_wait (the first step's
  * weight loads still go out before it) from the inputs of the op the rewrite removed, with that
  * op's rounding, so results are bit-identical to the unfused ops:
- *   GEMV_PRO_SILU: x = silu(gate) * up (act.cu's silu_mul8).
+ *   GEMV_PRO_SILU: x = silu(gate) * up (act.cu's silu_mul8);
+ *   GEMV_PRO_NORM: x = rmsnorm(rows) * w: each block recomputes its rows' rstd, replaying
+ *                  rmsnorm_vec_kernel's float32 sum of squares in its exact order (its block
+ *                  size for K, warp butterflies, per-warp sums), then bf16(w * bf16(x * rstd));
+ * and an ADD epilogue: the output is the residual stream, updated in place to
+ * bf16(res + bf16(dot)) (rmsnorm.cu's add of the rounded matmul output), so the matmul that fed
+ * a residual add + rmsnorm writes the stream itself and the norm moves into the next GEMV.
  * Every block stages all of x (it walks row groups over the whole of K): rows * K * 2 bytes of
  * shared memory, rows <= GEMV_PRO_MAX_ROWS = 4 (24 KB a row at K = 12288; four rows, 96 KB,
  * still leave room for two blocks on an SM), and rows * K * 2 * 2 bytes of L2 reads per block. */
@@ -60,11 +66,34 @@ extern __shared__ uint4 g4_xs[];
  * earlier kernels), with the removed op's exact rounding; the block's threads split the
  * chunks. Ends with a barrier: every step reads all of K. */
 template <int R, int PRO>
-__device__ __forceinline__ void g4_prologue(int K8, const bf16 *pa, const bf16 *pb) {
+__device__ __forceinline__ void g4_prologue(int K8, const bf16 *pa, const bf16 *pb, float eps) {
     const int bd = blockDim.x;
     if constexpr (PRO == GEMV_PRO_SILU) {
         const uint4 *g = (const uint4 *)pa, *u = (const uint4 *)pb;
         for (int i = threadIdx.x; i < R * K8; i += bd) g4_xs[i] = silu_mul8(g[i], u[i]);
+    } else if constexpr (PRO == GEMV_PRO_NORM) {
+        /* rmsnorm_vec_kernel's sum of squares, replayed in its order: its block of tn threads
+         * becomes tn / 32 virtual warps, warp vw's lanes taking thread (32 vw + lane)'s strided
+         * chunks; this block's warps take the virtual warps in turn; then block_sum's second
+         * stage over the per-warp sums (at most 8: tn <= 256). */
+        __shared__ float nred[R][8];
+        const int K = K8 * 8, tn = rmsnorm_threads(K), tw = tn >> 5;
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = bd >> 5;
+        const uint4 *xr = (const uint4 *)pa, *w4 = (const uint4 *)pb;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            for (int vw = warp; vw < tw; vw += nw) {
+                float ss = 0.f;
+                for (int i = vw * 32 + lane; i < K8; i += tn) ss = rms_sumsq8(xr[r * K8 + i], ss);
+                ss = warp_allsum(ss);
+                if (lane == 0) nred[r][vw] = ss;
+            }
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const float rstd = rsqrtf(warp_allsum(lane < tw ? nred[r][lane] : 0.f) / (float)K + eps);
+            for (int i = threadIdx.x; i < K8; i += bd) g4_xs[r * K8 + i] = rms_apply8(xr[r * K8 + i], w4[i], rstd);
+        }
     }
     __syncthreads();
 }
@@ -74,7 +103,7 @@ __device__ __forceinline__ void g4_prologue(int K8, const bf16 *pa, const bf16 *
  * memory by g4_prologue; ADD: see GemvPro). */
 template <int R, typename OutT, int PRO, bool ADD>
 __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K, const bf16 *pa,
-                                        const bf16 *pb) {
+                                        const bf16 *pb, float eps) {
     __shared__ float red[8][R * GEMV_NB];
     pdl_trigger();
     const int bd = blockDim.x, K8 = K / 8, spg = K8 / (2 * bd);
@@ -86,7 +115,7 @@ __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K
     uint4 wa[GEMV_NB], wb[GEMV_NB], na[GEMV_NB], nb[GEMV_NB];
     if (steps > 0) g4_load(sg, K, spg, 0, wa, wb); /* weights only: before the wait */
     pdl_wait();
-    if constexpr (PRO != GEMV_PRO_NONE) g4_prologue<R, PRO>(K8, pa, pb);
+    if constexpr (PRO != GEMV_PRO_NONE) g4_prologue<R, PRO>(K8, pa, pb, eps);
     float acc[R][GEMV_NB];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -145,15 +174,16 @@ __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K
 
 template <int R, typename OutT>
 __global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_kernel(GemvSegs sg, const bf16 *x, int K) {
-    g4_body<R, OutT, GEMV_PRO_NONE, false>(sg, x, K, nullptr, nullptr);
+    g4_body<R, OutT, GEMV_PRO_NONE, false>(sg, x, K, nullptr, nullptr, 0.f);
 }
 
 /* The fused variants (GemvPro), bf16 out; the launch passes rows * K * 2 bytes of dynamic
  * shared memory for g4_xs when PRO != GEMV_PRO_NONE. */
 template <int R, int PRO, bool ADD>
 __global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_pro_kernel(GemvSegs sg, const bf16 *x, int K,
-                                                                        const bf16 *pa, const bf16 *pb) {
-    g4_body<R, bf16, PRO, ADD>(sg, x, K, pa, pb);
+                                                                        const bf16 *pa, const bf16 *pb,
+                                                                        float eps) {
+    g4_body<R, bf16, PRO, ADD>(sg, x, K, pa, pb, eps);
 }
 
 /* Threads per block for K (0: unsupported): the largest of 256, 128, 64, 32 whose double step
@@ -223,8 +253,10 @@ int cuda_gemv4_pro_supported(const CudaCtx *c, const GemvPro *p, int rows, int K
     if (rows < 1 || rows > GEMV_PRO_MAX_ROWS) return 0;
     /* 1 KB spare for the static shared memory (red) */
     if (g4_pro_smem(p, rows, K) + 1024 > c->smem_optin) return 0;
+    if (p->kind == GEMV_PRO_NONE && !p->add) return 0; /* that is cuda_gemv4_multi */
+    if (p->add && sg->nseg != 1) return 0;
     const void *x = p->kind == GEMV_PRO_NONE ? (const void *)p->x : (const void *)p->a;
-    if (p->kind == GEMV_PRO_SILU && ((uintptr_t)p->b & 15)) return 0;
+    if (p->kind != GEMV_PRO_NONE && ((uintptr_t)p->b & 15)) return 0;
     return cuda_gemv4_supported(rows, K, x, sg);
 }
 
@@ -265,7 +297,8 @@ static void g4_pro_launch_r(CudaCtx *c, const GemvSegs *sg, const GemvPro *p, in
     int ngroups = (sg->start[sg->nseg] + GEMV_NB - 1) / GEMV_NB;
     int grid = ngroups < res ? ngroups : res;
     if (grid <= 0) return;
-    cuda_launch(c, gemv4_pro_kernel<R, PRO, ADD>, dim3(grid), dim3(bd), smem, *sg, p->x, K, p->a, p->b);
+    cuda_launch(c, gemv4_pro_kernel<R, PRO, ADD>, dim3(grid), dim3(bd), smem, *sg, p->x, K, p->a, p->b,
+                p->eps);
     CUDA_LAUNCH_CHECK(c);
 }
 
@@ -285,7 +318,11 @@ void cuda_gemv4_pro(CudaCtx *c, const GemvSegs *sg, const GemvPro *p, int rows, 
         fprintf(stderr, "cuda gemv4 fused: kind %d rows %d K %d unsupported\n", p->kind, rows, K);
         abort();
     }
-    if (p->kind == GEMV_PRO_SILU) g4_pro_launch<GEMV_PRO_SILU, false>(c, sg, p, rows, K, bd);
+    if (p->kind == GEMV_PRO_SILU && !p->add) g4_pro_launch<GEMV_PRO_SILU, false>(c, sg, p, rows, K, bd);
+    else if (p->kind == GEMV_PRO_SILU) g4_pro_launch<GEMV_PRO_SILU, true>(c, sg, p, rows, K, bd);
+    else if (p->kind == GEMV_PRO_NORM && !p->add) g4_pro_launch<GEMV_PRO_NORM, false>(c, sg, p, rows, K, bd);
+    else if (p->kind == GEMV_PRO_NORM) g4_pro_launch<GEMV_PRO_NORM, true>(c, sg, p, rows, K, bd);
+    else if (p->kind == GEMV_PRO_NONE && p->add) g4_pro_launch<GEMV_PRO_NONE, true>(c, sg, p, rows, K, bd);
     else {
         fprintf(stderr, "cuda gemv4 fused: kind %d unknown\n", p->kind);
         abort();
