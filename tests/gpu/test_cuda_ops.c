@@ -7,7 +7,9 @@
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
- * <= 1e-2 for bf16 activations, 1e-4 for f32. Needs a GPU; not run by CTest. */
+ * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
+ * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
+ * graph_buckets). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -559,9 +561,11 @@ static Tensor mini_w(Mini *mm, Backend *b, Rng *r, int ndim, int d0, int d1, flo
     return t;
 }
 
-static void mini_init(Mini *mm, Backend *b, uint64_t seed, int max_T, int nslots) {
+/* Two layers of hidden size D, MLP size F, Hq / Hkv heads of hd, vocabulary 2000. */
+static void mini_init_shape(Mini *mm, Backend *b, uint64_t seed, int max_T, int nslots, int D_, int F_,
+                            int Hq, int Hkv, int hd) {
     memset(mm, 0, sizeof *mm);
-    mm->D = 512; mm->F = 1024; mm->Hq = 8; mm->Hkv = 2; mm->hd = 64; mm->V = 2000; mm->L = 2;
+    mm->D = D_; mm->F = F_; mm->Hq = Hq; mm->Hkv = Hkv; mm->hd = hd; mm->V = 2000; mm->L = 2;
     Rng r;
     rng_seed(&r, seed);
     int D = mm->D, F = mm->F, qd = mm->Hq * mm->hd, kd = mm->Hkv * mm->hd;
@@ -592,6 +596,10 @@ static void mini_init(Mini *mm, Backend *b, uint64_t seed, int max_T, int nslots
         mm->kc[l] = dev_poison(b, (size_t)nslots * kd, b->kv_dtype);
         mm->vc[l] = dev_poison(b, (size_t)nslots * kd, b->kv_dtype);
     }
+}
+
+static void mini_init(Mini *mm, Backend *b, uint64_t seed, int max_T, int nslots) {
+    mini_init_shape(mm, b, seed, max_T, nslots, 512, 1024, 8, 2, 64);
 }
 
 static void mini_forward(Mini *mm, Backend *b, const BatchMeta *bm, float *logits) {
@@ -677,6 +685,56 @@ static void test_graph_decode(Backend *graphs, Backend *eager, const char *label
     NamedBackend nb = {label, graphs};
     report("graph_decode", "2 layers, 3 seqs, 6 decode steps", &nb, worst, 1e-2);
     free(la); free(le);
+}
+
+/* GEMV v4's fused variants in decode graphs (PAGELLM_CUDA_FUSE_PRO, graph.cu's peephole
+ * rewrites) on a model-shaped forward: D 1024, F 3072, 8 / 2 heads of 128, so that every matmul's
+ * K is a multiple of 512 and GEMV v4 runs (forced: "graphs4"). S sequences, a prefill then 6
+ * decode steps through graphs. The fused backend's logits must equal, bit for bit, those of the
+ * same graphs with the fusion off (the variants round exactly as the ops they replace), be within
+ * the bf16 bound of the CPU backend, and fused launches must have been issued. */
+static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S) {
+    enum { MB = 4, STEPS = 6, V = 2000, D = 1024, F = 3072, HQ = 8, HKV = 2, HD = 128 };
+    int ctx[3] = {0, 0, 0}, ch[3] = {5, 7, 12};
+    int32_t bt[3 * MB], tok[64], pos[64], slot[64], qs[4], sl[3], lr[3];
+    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
+    uint64_t seed = rng_next(&RNG);
+    Mini a, p, e;
+    mini_init_shape(&a, fused, seed, 64, S * MB * 16, D, F, HQ, HKV, HD);
+    mini_init_shape(&p, plain, seed, 64, S * MB * 16, D, F, HQ, HKV, HD);
+    if (cpu) mini_init_shape(&e, cpu, seed, 64, S * MB * 16, D, F, HQ, HKV, HD);
+    float *la = xmalloc(4 * S * V), *lp = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
+    long before = backend_cuda_fused_launches(fused);
+    double worst_cpu = 0, worst_plain = 0;
+    for (int st = 0; st <= STEPS; st++) {
+        if (st) for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
+        BatchMeta m;
+        mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
+        mini_forward(&a, fused, &m, la);
+        mini_forward(&p, plain, &m, lp);
+        double ep = rel_err_f(la, lp, (size_t)S * V);
+        if (memcmp(la, lp, sizeof(float) * (size_t)S * V)) ep = ep > 0 ? ep : 1e-30; /* -0 vs 0 */
+        if (ep > worst_plain) worst_plain = ep;
+        if (cpu) {
+            mini_forward(&e, cpu, &m, le);
+            double ec = rel_err_f(la, le, (size_t)S * V);
+            if (ec > worst_cpu) worst_cpu = ec;
+        }
+    }
+    long fused_n = backend_cuda_fused_launches(fused) - before;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%d seqs, 6 decode steps, D1024 F3072", S);
+    NamedBackend nb = {"cuda-fused", fused};
+    report("graph_fused", shape, &nb, worst_plain, 0); /* bit-identical to the unfused graphs */
+    if (cpu) report("graph_fused", shape, &(NamedBackend){"fused-v-cpu", fused}, worst_cpu, 1e-2);
+    checks++;
+    if (fused_n <= 0 || backend_cuda_fused_launches(plain) != 0) {
+        printf("FAIL graph_fused: %ld fused launches (want > 0), %ld with the fusion off (want 0)\n",
+               fused_n, backend_cuda_fused_launches(plain));
+        gpu_failures++;
+    } else
+        printf("graph_fused    %-34s %ld fused launches ok\n", shape, fused_n);
+    free(la); free(lp); free(le);
 }
 
 /* vLLM-style buckets: graphs captured up front (capture_graphs) for sizes 1, 2, 4, 8, then
@@ -848,6 +906,20 @@ int main(void) {
             printf("FAIL: cuda graphs backend (fp8 KV): %s\n", FP8KV ? err : "no eager fp8 backend");
             gpu_failures++;
         }
+        /* fused prologues: graphs on GEMV v4 with PAGELLM_CUDA_FUSE_PRO on (the default) and off */
+        gg = make_cuda("graphs4", err);
+        setenv("PAGELLM_CUDA_FUSE_PRO", "0", 1);
+        Backend *gp = make_cuda("graphs4", err);
+        unsetenv("PAGELLM_CUDA_FUSE_PRO");
+        if (gg && gp) {
+            test_graph_fused(gg, gp, c, 1);
+            test_graph_fused(gg, gp, c, 3);
+        } else {
+            printf("cuda graphs backends (gemv4, fused prologues on / off): %s\n", err);
+            gpu_failures++;
+        }
+        if (gg) gg->ops->destroy(gg);
+        if (gp) gp->ops->destroy(gp);
         gg = make_cuda("graphs", err);
         if (gg) {
             test_graph_buckets(gg, g);

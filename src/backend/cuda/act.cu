@@ -1,25 +1,14 @@
 /* act.cu: out = silu(gate) * up, elementwise, in HF's bf16 rounding order: silu(gate) is
- * rounded to bf16, then the product is rounded again (as torch does op by op). */
+ * rounded to bf16, then the product is rounded again (as torch does op by op): silu_bf16 and
+ * silu_mul8 in cuda_common.cuh, shared with GEMV v4's SILU prologue (gemv_pipe.cu). */
 #include "backend/cuda/cuda_common.cuh"
-
-__device__ __forceinline__ float silu_bf16(float g) {
-    return __bfloat162float(__float2bfloat16_rn(g / (1.0f + expf(-g))));
-}
 
 __global__ void silu_mul_vec_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n8) {
     pdl_trigger(); /* see cuda_launch: launched with PDL */
     pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
-    uint4 g4 = ((const uint4 *)gate)[i], u4 = ((const uint4 *)up)[i], o4;
-    const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)&g4, *u2 = (const __nv_bfloat162 *)&u4;
-    __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o4;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 g = __bfloat1622float2(g2[j]), u = __bfloat1622float2(u2[j]);
-        o2[j] = __floats2bfloat162_rn(silu_bf16(g.x) * u.x, silu_bf16(g.y) * u.y);
-    }
-    ((uint4 *)out)[i] = o4;
+    ((uint4 *)out)[i] = silu_mul8(((const uint4 *)gate)[i], ((const uint4 *)up)[i]);
 }
 
 __global__ void silu_mul_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n) {

@@ -441,6 +441,10 @@ static const BackendOps CUDA_OPS = {
     cuda_logits_device, cuda_logits_from_shards,
 };
 
+extern "C" long backend_cuda_fused_launches(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->fused_pro : 0;
+}
+
 static int env_int(const char *name, int dflt) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : dflt;
@@ -483,6 +487,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->sync_check = env_int("PAGELLM_CUDA_SYNC_CHECK", 0);
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
+    c->fuse_pro = env_int("PAGELLM_CUDA_FUSE_PRO", 1);
     c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;

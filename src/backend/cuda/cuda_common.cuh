@@ -6,7 +6,8 @@
  * logits. Every op enqueues on ctx->stream; only to_host/logits block. One thread (the engine
  * thread) calls into a context. Each op lives in its own .cu file; this header declares their
  * launchers, cuda_launch (programmatic dependent launch) and the few device helpers more than one
- * op file shares (KV element access, PDL, GEMV arithmetic, the split-KV epilogue). Activations
+ * op file shares (KV element access, PDL, GEMV arithmetic, the split-KV epilogue, and the
+ * RMSNorm and silu arithmetic that GEMV v4's fused prologues reproduce bit for bit). Activations
  * and weights are bf16 (weights of other dtypes are converted at load). */
 #ifndef PAGELLM_BACKEND_CUDA_COMMON_CUH
 #define PAGELLM_BACKEND_CUDA_COMMON_CUH
@@ -176,6 +177,10 @@ typedef struct CudaCtx {
     int sync_check;        /* PAGELLM_CUDA_SYNC_CHECK: synchronize after every launch */
     int gemv_mode;         /* PAGELLM_CUDA_GEMV: -1 auto (time all), 0 cuBLASLt, 1 v1, 2 v2, 4 v4 */
     int fuse;              /* PAGELLM_CUDA_FUSE (default 1): fuse same-input GEMVs in graphs */
+    int fuse_pro;          /* PAGELLM_CUDA_FUSE_PRO (default 1): fold silu_mul and rmsnorm (its
+                              residual add too) into neighbouring GEMV v4 launches in graphs
+                              (graph.cu, where GEMV v4 may run) */
+    long fused_pro;        /* launches run_log issued with a fused prologue (tests check > 0) */
     int gemv4;             /* PAGELLM_CUDA_GEMV4=1: GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
@@ -374,6 +379,57 @@ __device__ __forceinline__ float gemv_dot8(uint4 a, uint4 b) {
 __device__ __forceinline__ void gemv_store(float *p, float v) { *p = v; }
 __device__ __forceinline__ void gemv_store(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
+/* RMSNorm's arithmetic (rmsnorm.cu), shared with GEMV v4's NORM prologue (gemv_pipe.cu), which
+ * reproduces the norm bit for bit: the block size rmsnorm launches for D (its partial sums
+ * follow it), the float32 sum of squares of 8 bf16, the butterfly sum over a warp (every lane
+ * gets the same bits), and out = bf16(w * bf16(x * rstd)). */
+__host__ __device__ inline int rmsnorm_threads(int D) { return D >= 2048 ? 256 : 128; }
+__device__ __forceinline__ float rms_sumsq8(uint4 v, float ss) {
+    const __nv_bfloat162 *v2 = (const __nv_bfloat162 *)&v;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 f = __bfloat1622float2(v2[j]);
+        ss += f.x * f.x + f.y * f.y;
+    }
+    return ss;
+}
+__device__ __forceinline__ float warp_allsum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ uint4 rms_apply8(uint4 v, uint4 wv, float rstd) {
+    uint4 o;
+    const __nv_bfloat162 *v2 = (const __nv_bfloat162 *)&v, *w2 = (const __nv_bfloat162 *)&wv;
+    __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 f = __bfloat1622float2(v2[j]), g = __bfloat1622float2(w2[j]);
+        float a = __bfloat162float(__float2bfloat16_rn(f.x * rstd));
+        float b = __bfloat162float(__float2bfloat16_rn(f.y * rstd));
+        o2[j] = __floats2bfloat162_rn(g.x * a, g.y * b);
+    }
+    return o;
+}
+
+/* silu(gate) * up in HF's bf16 rounding order (act.cu): silu(gate) rounded to bf16, then the
+ * product rounded again. Shared by act.cu and GEMV v4's SILU prologue (gemv_pipe.cu), which
+ * must give bit-identical values. */
+__device__ __forceinline__ float silu_bf16(float g) {
+    return __bfloat162float(__float2bfloat16_rn(g / (1.0f + expf(-g))));
+}
+__device__ __forceinline__ uint4 silu_mul8(uint4 g4, uint4 u4) {
+    uint4 o4;
+    const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)&g4, *u2 = (const __nv_bfloat162 *)&u4;
+    __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o4;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 g = __bfloat1622float2(g2[j]), u = __bfloat1622float2(u2[j]);
+        o2[j] = __floats2bfloat162_rn(silu_bf16(g.x) * u.x, silu_bf16(g.y) * u.y);
+    }
+    return o4;
+}
+
 /* The small-batch kernel alone (rows <= GEMV_MAX_ROWS); dev/cuda and the tests time it. */
 #define GEMV_MAX_ROWS 8
 #define GEMV_NB 4 /* GEMV v1 / v4: weight rows per block (v1) or per group (v4) */
@@ -404,6 +460,29 @@ void cuda_gemv1_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x
  * in flight across row groups (K % 512 == 0; v1's segment contract). */
 int cuda_gemv4_supported(int rows, int K, const void *x, const GemvSegs *sg);
 void cuda_gemv4_multi(CudaCtx *c, const GemvSegs *sg, int out_f32, const bf16 *x, int rows, int K);
+/* GEMV v4's fused variants (graph.cu's peephole rewrites of decode logs, bf16 out): each block
+ * builds x itself in shared memory, after pdl_wait, from the inputs of the op the rewrite
+ * removed, with that op's exact rounding (so the results are bit-identical to the unfused ops):
+ *   GEMV_PRO_SILU: x = silu(a) * b (act.cu), a = gate and b = up, both [rows, K];
+ *   GEMV_PRO_NORM: x = rmsnorm(a) * b (rmsnorm.cu's 16-byte kernel), a [rows, K] the rows to
+ *                  normalize (the residual stream, its add already done), b the weight [K].
+ * and, with add, the residual add that followed the matmul: out is one segment, the residual
+ * [rows, N], updated in place to bf16(out + bf16(x . w)) (rmsnorm.cu's add of the bf16 matmul
+ * output). rows <= GEMV_PRO_MAX_ROWS: the staged x takes rows * K * 2 bytes of shared memory. */
+enum { GEMV_PRO_NONE = 0, GEMV_PRO_SILU = 1, GEMV_PRO_NORM = 2 };
+#define GEMV_PRO_MAX_ROWS 4
+typedef struct GemvPro {
+    int kind;      /* GEMV_PRO_*: NONE reads x as the plain kernel does */
+    const bf16 *x; /* NONE: x [rows, K] */
+    const bf16 *a; /* SILU: gate [rows, K]; NORM: rows to normalize [rows, K] */
+    const bf16 *b; /* SILU: up [rows, K]; NORM: weight [K] */
+    float eps;     /* NORM */
+    int add;       /* epilogue: sg's one segment is the residual, added to in place */
+} GemvPro;
+/* Whether cuda_gemv4_pro runs this shape (cuda_gemv4_supported's contract, rows <= 4, the
+ * staged x fits in shared memory, 16-byte aligned inputs). */
+int cuda_gemv4_pro_supported(const CudaCtx *c, const GemvPro *p, int rows, int K, const GemvSegs *sg);
+void cuda_gemv4_pro(CudaCtx *c, const GemvSegs *sg, const GemvPro *p, int rows, int K);
 
 /* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
 int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);

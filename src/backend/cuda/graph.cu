@@ -18,6 +18,21 @@
  * dummy decode batches of every capture size through the model's forward, a warm-up pass and
  * a capture pass, largest first, after reserving the buffers later steps could grow.
  *
+ * Peephole rewrites (run_log): the log of a step is known before any of it runs, and is the
+ * same on every replay, so run_log may launch a group of records differently from one by one;
+ * the choice depends only on the log and on plans made by the eager step that precedes every
+ * capture, so it is baked into the graph. try_fuse_matmuls: consecutive matmuls reading the same
+ * x become one multi-segment GEMV. try_fuse_pro (PAGELLM_CUDA_FUSE_PRO, where GEMV v4 may run)
+ * folds the small ops between GEMVs into GEMV v4 launches (gemv_pipe.cu's GemvPro variants,
+ * bit-identical to the ops they replace): silu_mul into the matmul that reads its output (the
+ * blocks compute silu(gate) * up themselves); an rmsnorm into the GEMV group that reads its
+ * output (each block normalizes its rows itself); and the rmsnorm's residual add into the matmul
+ * that produced its input (an ADD epilogue updates the residual stream in place). Per decoder
+ * layer that leaves qkv(+norm), rope, kv store, attention, o(+add), gate/up(+norm), down(+silu,
+ * +add). Outputs that are then never written (the silu output, the norm output, the matmul
+ * output that fed the add) must not be read later before being overwritten (buf_dead_after),
+ * and only matmuls that would run as GEMVs anyway are fused (never cuBLASLt ones).
+ *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
  * batches in lock step and the replay / capture / eager decision depends only on the batch and
@@ -157,65 +172,81 @@ static float time_group_us(CudaCtx *c, int i, int n, const GemvSegs *sg, int fus
     return cuda_time_median_us(c, group_run, &g);
 }
 
-/* Consecutive small-batch matmuls that read the same x (q/k/v, gate/up) become one
- * multi-segment GEMV launch when that measured faster than running them one by one (the
- * first time a group shape is seen, outside capture). Returns how many records it consumed. */
-static int try_fuse_matmuls(CudaCtx *c, int i) {
+/* The matmuls at log[i], log[i+1], ... (at most GEMV_MAX_SEGS) that read log[i]'s x with its
+ * rows and K, no bias, and could be segments of one multi-segment GEMV; fills sg, returns how
+ * many (0 when log[i] itself cannot be one). */
+static int mm_group_scan(const CudaCtx *c, int i, GemvSegs *sg) {
     const OpRec *a = &c->log[i];
-    if (!c->fuse || a->kind != OP_MATMUL || a->p[3] || a->i[0] > GEMV_MAX_ROWS) return 0;
+    memset(sg, 0, sizeof *sg);
+    if (a->kind != OP_MATMUL || a->p[3] || a->i[0] > GEMV_MAX_ROWS) return 0;
     int n = 0;
-    GemvSegs sg;
-    memset(&sg, 0, sizeof sg);
     while (i + n < c->nlog && n < GEMV_MAX_SEGS) {
         const OpRec *r = &c->log[i + n];
         if (r->kind != OP_MATMUL || r->p[3] || r->p[1] != a->p[1] || r->i[0] != a->i[0] ||
             r->i[2] != a->i[2] || (r->i[1] % 4) || r->p[0] == a->p[1])
             break;
         if (!cuda_gemv_supported(r->i[0], r->i[1], r->i[2], r->p[1], r->p[2], r->p[0])) break;
-        sg.w[n] = (const bf16 *)r->p[2];
-        sg.out[n] = (void *)r->p[0];
-        sg.start[n + 1] = sg.start[n] + r->i[1];
+        sg->w[n] = (const bf16 *)r->p[2];
+        sg->out[n] = (void *)r->p[0];
+        sg->start[n + 1] = sg->start[n] + r->i[1];
         n++;
     }
-    if (n < 2) return 0;
-    sg.nseg = n;
+    sg->nseg = n;
+    return n;
+}
+
+/* The fuse plan of the group of n >= 2 matmuls at log[i] (mm_group_scan's sg): found, or made
+ * now, timed (eager only) unless a GEMV path is forced; -1 where none can be made (during a
+ * capture, or the table is full). */
+static int fuse_plan_get(CudaCtx *c, int i, int n, const GemvSegs *sg) {
+    const OpRec *a = &c->log[i];
     int k = 0;
     for (; k < c->nfuse; k++) {
         if (c->fuse_plans[k].rows != a->i[0] || c->fuse_plans[k].K != a->i[2] || c->fuse_plans[k].n != n) continue;
         int same = 1;
         for (int j = 0; j < n; j++) same &= c->fuse_plans[k].N[j] == c->log[i + j].i[1];
-        if (same) break;
+        if (same) return k;
     }
-    if (k == c->nfuse) {
-        if (c->capturing || c->nfuse == 64) return 0;
-        c->nfuse++;
-        c->fuse_plans[k].rows = a->i[0];
-        c->fuse_plans[k].K = a->i[2];
-        c->fuse_plans[k].n = n;
-        for (int j = 0; j < n; j++) c->fuse_plans[k].N[j] = c->log[i + j].i[1];
-        int g4 = (c->gemv4 || c->gemv_mode == 4) && cuda_gemv4_supported(a->i[0], a->i[2], a->p[1], &sg);
-        if (c->gemv_mode == 1 || c->gemv_mode == 4) { /* a forced path (tests): no timing */
-            c->fuse_plans[k].use = c->gemv_mode == 4 && g4 ? 4 : 1;
-            goto planned;
-        }
-        c->fuse_plans[k].t_sep = time_group_us(c, i, n, &sg, 0);
-        c->fuse_plans[k].t_fused = time_group_us(c, i, n, &sg, 1);
-        c->fuse_plans[k].t_fused4 = g4 ? time_group_us(c, i, n, &sg, 4) : 1e30f;
-        {
-            float best = c->fuse_plans[k].t_sep;
-            c->fuse_plans[k].use = 0;
-            if (c->fuse_plans[k].t_fused < best) { best = c->fuse_plans[k].t_fused; c->fuse_plans[k].use = 1; }
-            if (c->fuse_plans[k].t_fused4 < best) c->fuse_plans[k].use = 4;
-        }
-        if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused v1 %.1f us, fused v4 %.1f us, separate %.1f us -> %s\n",
-                    a->i[0], a->i[2], c->fuse_plans[k].N[0], c->fuse_plans[k].N[1],
-                    n > 2 ? c->fuse_plans[k].N[2] : 0, c->fuse_plans[k].t_fused,
-                    g4 ? c->fuse_plans[k].t_fused4 : -1.f, c->fuse_plans[k].t_sep,
-                    c->fuse_plans[k].use == 4 ? "fused v4" : c->fuse_plans[k].use ? "fused v1" : "separate");
+    if (c->capturing || c->nfuse == 64) return -1;
+    c->nfuse++;
+    c->fuse_plans[k].rows = a->i[0];
+    c->fuse_plans[k].K = a->i[2];
+    c->fuse_plans[k].n = n;
+    for (int j = 0; j < n; j++) c->fuse_plans[k].N[j] = c->log[i + j].i[1];
+    int g4 = (c->gemv4 || c->gemv_mode == 4) && cuda_gemv4_supported(a->i[0], a->i[2], a->p[1], sg);
+    if (c->gemv_mode == 1 || c->gemv_mode == 4) { /* a forced path (tests): no timing */
+        c->fuse_plans[k].use = c->gemv_mode == 4 && g4 ? 4 : 1;
+        return k;
     }
-planned:
-    if (!c->fuse_plans[k].use) return 0;
+    c->fuse_plans[k].t_sep = time_group_us(c, i, n, sg, 0);
+    c->fuse_plans[k].t_fused = time_group_us(c, i, n, sg, 1);
+    c->fuse_plans[k].t_fused4 = g4 ? time_group_us(c, i, n, sg, 4) : 1e30f;
+    {
+        float best = c->fuse_plans[k].t_sep;
+        c->fuse_plans[k].use = 0;
+        if (c->fuse_plans[k].t_fused < best) { best = c->fuse_plans[k].t_fused; c->fuse_plans[k].use = 1; }
+        if (c->fuse_plans[k].t_fused4 < best) c->fuse_plans[k].use = 4;
+    }
+    if (getenv("PAGELLM_CUDA_GEMM_LOG"))
+        fprintf(stderr, "fuse rows=%d K=%d N=%d+%d+%d: fused v1 %.1f us, fused v4 %.1f us, separate %.1f us -> %s\n",
+                a->i[0], a->i[2], c->fuse_plans[k].N[0], c->fuse_plans[k].N[1],
+                n > 2 ? c->fuse_plans[k].N[2] : 0, c->fuse_plans[k].t_fused,
+                g4 ? c->fuse_plans[k].t_fused4 : -1.f, c->fuse_plans[k].t_sep,
+                c->fuse_plans[k].use == 4 ? "fused v4" : c->fuse_plans[k].use ? "fused v1" : "separate");
+    return k;
+}
+
+/* Consecutive small-batch matmuls that read the same x (q/k/v, gate/up) become one
+ * multi-segment GEMV launch when that measured faster than running them one by one (the
+ * first time a group shape is seen, outside capture). Returns how many records it consumed. */
+static int try_fuse_matmuls(CudaCtx *c, int i) {
+    if (!c->fuse) return 0;
+    GemvSegs sg;
+    const int n = mm_group_scan(c, i, &sg);
+    if (n < 2) return 0;
+    const int k = fuse_plan_get(c, i, n, &sg);
+    if (k < 0 || !c->fuse_plans[k].use) return 0;
+    const OpRec *a = &c->log[i];
     if (c->fuse_plans[k].use == 4) cuda_gemv4_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
     else cuda_gemv1_multi(c, &sg, 0, (const bf16 *)a->p[1], a->i[0], a->i[2]);
     return n;
@@ -240,9 +271,204 @@ static int try_fuse_rope_store(CudaCtx *c, int i) {
     return 2;
 }
 
-static void run_log(CudaCtx *c) {
+/* ---------------- prologue fusion (PAGELLM_CUDA_FUSE_PRO) ---------------- */
+
+/* Elements that record r writes to its p[0] and reads nowhere else (0: none, or p[0] is read
+ * too, or the op is not one whose p[0] is a whole output). */
+static long rec_pure_out_elems(const CudaCtx *c, const OpRec *r) {
+    for (int k = 1; k < 6; k++)
+        if (r->p[k] == r->p[0]) return 0;
+    switch (r->kind) {
+    case OP_MATMUL: case OP_RMSNORM: case OP_SILU: return (long)r->i[0] * r->i[1];
+    case OP_ATTN: return (long)c->T * r->i[0] * r->i[2];
+    case OP_EMBED: return (long)c->T * r->i[0];
+    default: return 0;
+    }
+}
+
+/* Whether buffer p, of which `elems` elements matter, is dead after record `from`: the first
+ * later record that names p overwrites at least those elements without reading p, or no later
+ * record names it and the log is a whole step (run at logits: nothing but the next step, which
+ * writes before it reads, follows). A flushed partial log proves nothing about what its caller
+ * reads next, so there the overwrite must be seen. */
+static int buf_dead_after(const CudaCtx *c, int from, const void *p, long elems, int whole_step) {
+    for (int i = from + 1; i < c->nlog; i++) {
+        const OpRec *r = &c->log[i];
+        int named = 0;
+        for (int k = 0; k < 6; k++) named |= r->p[k] == p;
+        if (!named) continue;
+        return r->p[0] == p && rec_pure_out_elems(c, r) >= elems;
+    }
+    return whole_step;
+}
+
+/* Whether matmul record r would run as a GEMV on its own (cuda_gemm's plan for its shape,
+ * created and timed here if new: eager steps only, as plans are before any capture). */
+static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
+    return cuda_gemm_path(c, (void *)r->p[0], 0, (const bf16 *)r->p[1], (const bf16 *)r->p[2],
+                          r->i[0], r->i[1], r->i[2]) != 0;
+}
+
+/* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
+ * (PAGELLM_CUDA_GEMV4=1 lets the autotuner pick it, PAGELLM_CUDA_GEMV=4 forces it). */
+static int pro_allowed(const CudaCtx *c) {
+    return c->fuse_pro && (c->gemv4 || c->gemv_mode == 4);
+}
+
+/* Whether the n matmuls of a group at log[j] (n = 1: cuda_gemm's plan; n >= 2: the fuse plan,
+ * or each one's plan where the plan keeps them separate) would run as GEMVs: the fused variants
+ * replace GEMVs only, never cuBLASLt. A group of several needs PAGELLM_CUDA_FUSE on (with it off
+ * they are separate launches, which one fused launch would not be). */
+static int group_is_gemv(CudaCtx *c, int j, int n, const GemvSegs *sg) {
+    if (n == 1) return mm_is_gemv(c, &c->log[j]);
+    if (!c->fuse) return 0;
+    const int k = fuse_plan_get(c, j, n, sg);
+    if (k < 0) return 0;
+    if (c->fuse_plans[k].use) return 1;
+    for (int q = 0; q < n; q++)
+        if (!mm_is_gemv(c, &c->log[j + q])) return 0;
+    return 1;
+}
+
+/* One planned fused launch: the records [first, first + len) it replaces, its matmul segments
+ * (the last sg.nseg records of the span), rows and K, and its prologue (pro.add is decided by
+ * the chain in try_fuse_pro). */
+typedef struct ProUnit {
+    int first, len, rows, K;
+    GemvSegs sg;
+    GemvPro pro;
+} ProUnit;
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* log[j] = OP_SILU(out, gate, up), log[j+1] the matmul reading out -> a GEMV_PRO_SILU unit: out
+ * is never written, so it must be dead after the matmul; the matmul must not overwrite gate or
+ * up (every block reads them). The matmul's own GEMV check is left to the caller. */
+static int silu_unit_at(CudaCtx *c, int j, int whole_step, ProUnit *u) {
+    if (j + 1 >= c->nlog) return 0;
+    const OpRec *s = &c->log[j], *m = &c->log[j + 1];
+    if (s->kind != OP_SILU || m->kind != OP_MATMUL || m->p[1] != s->p[0] || m->p[3] ||
+        m->i[0] != s->i[0] || m->i[2] != s->i[1] || m->p[0] == s->p[1] || m->p[0] == s->p[2])
+        return 0;
+    memset(u, 0, sizeof *u);
+    u->first = j; u->len = 2; u->rows = m->i[0]; u->K = m->i[2];
+    u->sg.w[0] = (const bf16 *)m->p[2]; u->sg.out[0] = (void *)m->p[0];
+    u->sg.start[1] = m->i[1]; u->sg.nseg = 1;
+    u->pro.kind = GEMV_PRO_SILU; u->pro.a = (const bf16 *)s->p[1]; u->pro.b = (const bf16 *)s->p[2];
+    return cuda_gemv4_pro_supported(c, &u->pro, u->rows, u->K, &u->sg) &&
+           buf_dead_after(c, j + 1, s->p[0], (long)s->i[0] * s->i[1], whole_step);
+}
+
+/* log[j] a plain matmul: a GEMV_PRO_NONE unit (worth a launch of its own only with the ADD
+ * epilogue, which the caller decides). */
+static int plain_unit_at(const CudaCtx *c, int j, ProUnit *u) {
+    const OpRec *m = &c->log[j];
+    if (m->kind != OP_MATMUL || m->p[3]) return 0;
+    memset(u, 0, sizeof *u);
+    u->first = j; u->len = 1; u->rows = m->i[0]; u->K = m->i[2];
+    u->sg.w[0] = (const bf16 *)m->p[2]; u->sg.out[0] = (void *)m->p[0];
+    u->sg.start[1] = m->i[1]; u->sg.nseg = 1;
+    u->pro.kind = GEMV_PRO_NONE; u->pro.x = (const bf16 *)m->p[1];
+    return 1;
+}
+
+/* log[j] = OP_RMSNORM(out, residual, x, w) and the group of matmuls after it reading out -> a
+ * GEMV_PRO_NORM unit over that group, normalizing the residual (its add already done by the
+ * previous unit's ADD epilogue: added) or, without a residual, x. out is never written, so it
+ * must be dead after the group; the unfused norm must be rmsnorm.cu's 16-byte kernel (whose
+ * order the prologue replays); the group must not overwrite what the blocks read, and must run
+ * as GEMVs. */
+static int norm_unit_at(CudaCtx *c, int j, int added, int whole_step, ProUnit *u) {
+    if (j + 1 >= c->nlog) return 0;
+    const OpRec *r = &c->log[j];
+    if (r->kind != OP_RMSNORM || (r->p[1] != NULL) != (added != 0)) return 0;
+    const int rows = r->i[0], D = r->i[1];
+    if (D % 8 || !aligned16(r->p[0]) || !aligned16(r->p[1]) || !aligned16(r->p[2]) || !aligned16(r->p[3]))
+        return 0;
+    const OpRec *m = &c->log[j + 1];
+    if (m->kind != OP_MATMUL || m->p[1] != r->p[0] || m->i[0] != rows || m->i[2] != D) return 0;
+    memset(u, 0, sizeof *u);
+    const int n = mm_group_scan(c, j + 1, &u->sg);
+    if (n == 0) return 0;
+    const void *src = r->p[1] ? r->p[1] : r->p[2];
+    for (int q = 0; q < n; q++)
+        if (u->sg.out[q] == src || u->sg.out[q] == r->p[3]) return 0;
+    u->first = j; u->len = 1 + n; u->rows = rows; u->K = D;
+    u->pro.kind = GEMV_PRO_NORM; u->pro.a = (const bf16 *)src; u->pro.b = (const bf16 *)r->p[3];
+    u->pro.eps = r->f;
+    return cuda_gemv4_pro_supported(c, &u->pro, rows, D, &u->sg) &&
+           buf_dead_after(c, j + n, r->p[0], (long)rows * D, whole_step) &&
+           group_is_gemv(c, j + 1, n, &u->sg);
+}
+
+/* Whether unit u (one matmul) can take the ADD epilogue of the OP_RMSNORM(out, residual, x = u's
+ * output, w) right after it: u then adds into the residual itself, so its output is never
+ * written and must be dead after the norm (the norm becomes the next unit's prologue), and u
+ * must not read the residual it writes. */
+static int add_epilogue_ok(const CudaCtx *c, const ProUnit *u, int whole_step) {
+    const int j = u->first + u->len;
+    if (u->sg.nseg != 1 || j >= c->nlog) return 0;
+    const OpRec *r = &c->log[j];
+    const void *out = u->sg.out[0], *res = r->p[1];
+    if (r->kind != OP_RMSNORM || !res || r->p[2] != out || r->i[0] != u->rows ||
+        r->i[1] != u->sg.start[1] || res == out)
+        return 0;
+    if (res == u->pro.x || res == u->pro.a || res == u->pro.b) return 0;
+    return buf_dead_after(c, j, out, (long)u->rows * u->sg.start[1], whole_step);
+}
+
+static int unit_reads(const ProUnit *u, const void *p) {
+    return p && (p == u->pro.x || p == u->pro.a || p == u->pro.b);
+}
+
+/* The fused chains (PAGELLM_CUDA_FUSE_PRO, where GEMV v4 may run), from log[i]:
+ *   SILU + matmul                       -> GEMV_PRO_SILU
+ *   RMSNORM (no residual) + matmuls     -> GEMV_PRO_NORM       (layer 0's input norm)
+ *   a matmul (plain or the SILU one) followed by RMSNORM(residual, x = its output) + matmuls
+ *                                       -> that matmul with the ADD epilogue, then GEMV_PRO_NORM
+ *                                          over the matmuls, normalizing the updated residual
+ * and the NORM unit's group, if one matmul, may in turn take the next ADD. Every matmul must
+ * run as a GEMV anyway (else nothing is fused). Launches the chain; returns the records it
+ * consumed, or 0 (nothing launched). */
+static int try_fuse_pro(CudaCtx *c, int i, int whole_step) {
+    if (!pro_allowed(c)) return 0;
+    ProUnit u, v;
+    if (silu_unit_at(c, i, whole_step, &u)) {
+        if (!mm_is_gemv(c, &c->log[i + 1])) return 0;
+    } else if (!norm_unit_at(c, i, 0, whole_step, &u) && !plain_unit_at(c, i, &u))
+        return 0;
+    int pos = i;
+    for (;;) {
+        int add = add_epilogue_ok(c, &u, whole_step);
+        if (add) { /* the residual add moves into u: can the norm move into the next unit? */
+            u.pro.add = 1;
+            add = cuda_gemv4_pro_supported(c, &u.pro, u.rows, u.K, &u.sg) &&
+                  norm_unit_at(c, u.first + u.len, 1, whole_step, &v);
+            for (int q = 0; add && q < v.sg.nseg; q++) add = !unit_reads(&u, v.sg.out[q]);
+            /* a plain unit is fused only through its ADD; its GEMV check comes last (a new
+             * plan is timed) */
+            if (add && u.pro.kind == GEMV_PRO_NONE) add = mm_is_gemv(c, &c->log[u.first]);
+            if (add) u.sg.out[0] = (void *)c->log[u.first + u.len].p[1];
+            else u.pro.add = 0;
+        }
+        if (!add && u.pro.kind == GEMV_PRO_NONE) break; /* an unfused matmul: the caller runs it */
+        cuda_gemv4_pro(c, &u.sg, &u.pro, u.rows, u.K);
+        c->fused_pro++;
+        pos = u.first + u.len;
+        if (!add) break;
+        u = v;
+    }
+    return pos - i;
+}
+
+/* Runs the log: peephole rewrites first (each consumes the records it replaced), else one op.
+ * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
+ * on the log and on plans made by the eager step before a capture, so a captured graph runs the
+ * launches its eager step ran. */
+static void run_log(CudaCtx *c, int whole_step) {
     for (int i = 0; i < c->nlog;) {
-        int used = try_fuse_matmuls(c, i);
+        int used = try_fuse_pro(c, i, whole_step);
+        if (!used) used = try_fuse_matmuls(c, i);
         if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }
         cuda_oprec_run(c, &c->log[i]);
@@ -253,7 +479,7 @@ static void run_log(CudaCtx *c) {
 void cuda_graph_flush(CudaCtx *c) {
     if (!c->recording) return;
     c->recording = 0;
-    run_log(c);
+    run_log(c, 0);
     c->nlog = 0;
 }
 
@@ -275,7 +501,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         cudaGraph_t graph;
         c->capturing = 1;
         CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-        run_log(c);
+        run_log(c, 1);
         CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
         c->capturing = 0;
         CUDA_CHECK(cudaGraphInstantiate(&g->exec, graph, 0));
@@ -284,7 +510,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
     } else {
-        run_log(c); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        run_log(c, 1); /* eager: may create plans, autotune, grow scratch (bumping gen) */
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;
         free(g->ops);

@@ -3,19 +3,20 @@
  * residual == NULL: out = w * rmsnorm(x). Otherwise residual += x (rounded to bf16, as the
  * model's bf16 add does), then out = w * rmsnorm(residual). Rounding follows HF's
  * Qwen3RMSNorm: statistics in float32, x * rstd rounded to bf16, times the bf16 weight rounded
- * again. One block per row, 16-byte accesses when D % 8 == 0 and the pointers allow. */
+ * again. One block per row, 16-byte accesses when D % 8 == 0 and the pointers allow.
+ * GEMV v4's NORM prologue (gemv_pipe.cu) reproduces the 16-byte kernel bit for bit from the
+ * shared helpers in cuda_common.cuh (rmsnorm_threads, rms_sumsq8, warp_allsum, rms_apply8) and
+ * block_sum's order: a change to the arithmetic here must go there too. */
 #include "backend/cuda/cuda_common.cuh"
 
+/* The block's sum in a fixed order (GEMV v4's NORM prologue replays it: keep them in step). */
 __device__ __forceinline__ float block_sum(float v, float *red) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    v = warp_allsum(v);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     if (lane == 0) red[warp] = v;
     __syncthreads();
     float t = lane < nw ? red[lane] : 0.f;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    return t;
+    return warp_allsum(t);
 }
 
 __global__ void rmsnorm_vec_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w,
@@ -38,29 +39,12 @@ __global__ void rmsnorm_vec_kernel(bf16 *out, bf16 *residual, const bf16 *x, con
             r4[i] = r;
             v = r;
         }
-        const __nv_bfloat162 *v2 = (const __nv_bfloat162 *)&v;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f = __bfloat1622float2(v2[j]);
-            ss += f.x * f.x + f.y * f.y;
-        }
+        ss = rms_sumsq8(v, ss);
     }
     float rstd = rsqrtf(block_sum(ss, red) / (float)D + eps);
     uint4 *o4 = (uint4 *)(out + row * D);
     const uint4 *w4 = (const uint4 *)w;
-    for (int i = threadIdx.x; i < D / 8; i += blockDim.x) {
-        uint4 v = src[i], wv = w4[i], o;
-        const __nv_bfloat162 *v2 = (const __nv_bfloat162 *)&v, *w2 = (const __nv_bfloat162 *)&wv;
-        __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f = __bfloat1622float2(v2[j]), g = __bfloat1622float2(w2[j]);
-            float a = __bfloat162float(__float2bfloat16_rn(f.x * rstd));
-            float b = __bfloat162float(__float2bfloat16_rn(f.y * rstd));
-            o2[j] = __floats2bfloat162_rn(g.x * a, g.y * b);
-        }
-        o4[i] = o;
-    }
+    for (int i = threadIdx.x; i < D / 8; i += blockDim.x) o4[i] = rms_apply8(src[i], w4[i], rstd);
 }
 
 __global__ void rmsnorm_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int D,
@@ -92,7 +76,7 @@ __global__ void rmsnorm_kernel(bf16 *out, bf16 *residual, const bf16 *x, const b
 void cuda_rmsnorm(CudaCtx *c, bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int rows,
                   int D, float eps) {
     if (rows <= 0) return;
-    int threads = D >= 2048 ? 256 : 128;
+    int threads = rmsnorm_threads(D);
     int vec = (D & 7) == 0 &&
               (((uintptr_t)out | (uintptr_t)residual | (uintptr_t)x | (uintptr_t)w) & 15) == 0;
     if (vec)
