@@ -181,7 +181,7 @@ typedef struct CudaCtx {
                               residual add too) into neighbouring GEMV v4 launches in graphs
                               (graph.cu, where GEMV v4 may run) */
     long fused_pro;        /* launches run_log issued with a fused prologue (tests check > 0) */
-    int gemv4;             /* PAGELLM_CUDA_GEMV4=1: GEMV v4 joins the autotuner's candidates */
+    int gemv4;             /* PAGELLM_CUDA_GEMV4 (default 1): GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,

@@ -310,7 +310,7 @@ static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
 }
 
 /* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
- * (PAGELLM_CUDA_GEMV4=1 lets the autotuner pick it, PAGELLM_CUDA_GEMV=4 forces it). */
+ * (the autotuner may pick it unless PAGELLM_CUDA_GEMV4=0; PAGELLM_CUDA_GEMV=4 forces it). */
 static int pro_allowed(const CudaCtx *c) {
     return c->fuse_pro && (c->gemv4 || c->gemv_mode == 4);
 }
