@@ -17,6 +17,7 @@
 # KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
 # KV GB, blocks, concurrency, CUDA graphs, ready time); batch-1 decode through the engine
 # (`pagellm bench latency`, 1 vs 513 output tokens).
+# ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -183,18 +184,25 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   cp /tmp/thr-bf16.log "$OUT/engine.log"
   # batch-1 decode through the engine (device sampling, token ids only back to the host):
   # `pagellm bench latency` at 1 and 513 output tokens; decode rate = 512 / the difference
-  for ol in 1 513; do
-    timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
-      --input-len 128 --output-len $ol --num-iters-warmup 1 --num-iters 3 --no-progress \
-      --output-json /tmp/pagellm-lat$ol.json > /tmp/lat$ol.log 2>&1 || tail -5 /tmp/lat$ol.log
-  done
-  python3 - <<'PYEOF' | tee -a "$OUT/engine.txt"
-import json
+  # ENGINE_LAT_ENVS="VAR=v;...": the same again with each setting (A/B of engine-side knobs)
+  IFS=';' read -ra LATS <<< "default${ENGINE_LAT_ENVS:+;$ENGINE_LAT_ENVS}"
+  for le in "${LATS[@]}"; do
+    if [ "$le" = default ]; then set --; else set -- env $le; fi
+    for ol in 1 513; do
+      "$@" timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
+        --input-len 128 --output-len $ol --num-iters-warmup 1 --num-iters 3 --no-progress \
+        --output-json /tmp/pagellm-lat$ol.json > /tmp/lat$ol.log 2>&1 || tail -5 /tmp/lat$ol.log
+    done
+    LE="$le" python3 - <<'PYEOF' | tee -a "$OUT/engine.txt"
+import json, os
 a = json.load(open("/tmp/pagellm-lat1.json"))["avg_latency"]
 b = json.load(open("/tmp/pagellm-lat513.json"))["avg_latency"]
-print("engine batch-1 decode (bench latency, 128 in): %.1f tok/s (%.3f ms/token; 1 token %.1f ms, 513 tokens %.3f s)"
-      % (512 / (b - a), 1e3 * (b - a) / 512, 1e3 * a, b))
+le = os.environ["LE"]
+print("engine batch-1 decode (bench latency, 128 in%s): %.1f tok/s (%.3f ms/token; 1 token %.1f ms, 513 tokens %.3f s)"
+      % ("" if le == "default" else ", " + le, 512 / (b - a), 1e3 * (b - a) / 512, 1e3 * a, b))
 PYEOF
+  done
+  set --
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
   thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
 fi

@@ -42,9 +42,7 @@ static int run_forward(void *ctx, const BatchMeta *b, float *logits, char *err) 
 /* Device sampling: the logits never leave the device; only ids (and logprobs) come back. */
 static int run_forward_sample(void *ctx, const BatchMeta *b, const SampleBatch *sb, int32_t *tokens,
                               LogprobEntry *lps, char *err) {
-    Model *m = ctx;
-    if (model_forward(m, b, NULL, err) != 0) return -1;
-    return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
+    return model_forward_sample((Model *)ctx, b, sb, tokens, lps, err);
 }
 
 static void *detok_open(void *ctx, int skip_special) {

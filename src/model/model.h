@@ -55,6 +55,10 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err);
 /* Samples the rows of the last model_forward(.., NULL, ..) on the device (backend op `sample`,
  * sample/sample_batch.h). 0, or -1 + err. */
 int model_sample(Model *m, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
+/* model_forward(.., NULL, ..) then model_sample() (rows > 0), without waiting for the device in
+ * between (PAGELLM_FORWARD_SYNC set: with the wait, as before). 0, or -1 + err. */
+int model_forward_sample(Model *m, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
+                         LogprobEntry *lps, char *err);
 void model_free(Model *m);
 
 #endif

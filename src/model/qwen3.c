@@ -21,6 +21,7 @@
  * logits == NULL (device sampling), an all-gather of the device shards assembled into the
  * [R, V] logits that rank 0's `sample` op reads. Without a comm none of this runs: the code path
  * is the single-backend one, unchanged. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
@@ -124,7 +125,9 @@ static int tp_logits_device(Model *m, int R, char *err) {
     return 0;
 }
 
-int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
+/* model_forward's body; sync = 0 leaves the step queued on the device (the device-sampling
+ * path: the sampler is queued behind it and waits for both at once). */
+static int forward(Model *m, const BatchMeta *b, float *logits, int sync, char *err) {
     if (model_check_batch(m, b, err) != 0) return -1;
     Backend *be = m->be;
     const BackendOps *op = be->ops;
@@ -179,10 +182,25 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
         } else
             op->logits(be, logits, s->rows, &m->dev.lm_head, R, D, c->vocab_size);
     }
-    if (op->sync) op->sync(be);
+    if (sync && op->sync) op->sync(be);
     /* logits gather: returns once every rank's columns are in the caller's buffer */
     if (m->comm) m->comm->ops->barrier(m->comm);
     return 0;
+}
+
+int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
+    return forward(m, b, logits, 1, err);
+}
+
+/* No synchronization between the forward and the sampler: on the CUDA backend the sampler's
+ * inputs, kernel and copy-back queue behind the step's graph, so the sampler starts the moment
+ * the forward ends instead of after a host round trip (the sample op's own final wait is the
+ * step's only one). Under tensor parallelism every rank syncs as before. */
+int model_forward_sample(Model *m, const BatchMeta *b, const SampleBatch *sb, int32_t *tokens,
+                         LogprobEntry *lps, char *err) {
+    if (forward(m, b, NULL, m->comm != NULL || getenv("PAGELLM_FORWARD_SYNC") != NULL, err) != 0)
+        return -1;
+    return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
 }
 
 int model_sample(Model *m, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {

@@ -557,8 +557,9 @@ int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry
     size_t off_e = (rows_b + 255) & ~(size_t)255, off_m = (off_e + edits_b + 255) & ~(size_t)255;
     size_t in_b = off_m + masks_b;
     size_t out_b = (size_t)R * sizeof(SampleOut);
-    /* the previous step's staging must be consumed before it is rewritten */
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    /* No wait here: the previous call's copies of the staging buffers ended with its final
+     * cudaStreamSynchronize, and this step's forward may still be running: the copies and the
+     * kernel below queue behind it (model_forward_sample). The reallocations synchronize. */
     if (in_b > c->samp_in_cap) {
         if (c->d_samp_in) CUDA_CHECK(cudaFree(c->d_samp_in));
         if (c->h_samp_in) CUDA_CHECK(cudaFreeHost(c->h_samp_in));
