@@ -17,7 +17,8 @@
 # KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
 # KV GB, blocks, concurrency, CUDA graphs, ready time); batch-1 decode through the engine
 # (`pagellm bench latency`, 1 vs 513 output tokens).
-# ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting.
+# ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting. ENGINE_THR=0:
+# no throughput runs.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -180,8 +181,11 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
     grep -E "^Throughput|^Engine steps" /tmp/thr-$label.log
     grep -iE "memory:|KV cache:|graphs:|ready" /tmp/thr-$label.log | head -5
   }
-  thr bf16 | tee "$OUT/engine.txt"
-  cp /tmp/thr-bf16.log "$OUT/engine.log"
+  : > "$OUT/engine.txt"
+  if [ "${ENGINE_THR:-1}" = 1 ]; then  # ENGINE_THR=0: the batch-1 latency only
+    thr bf16 | tee -a "$OUT/engine.txt"
+    cp /tmp/thr-bf16.log "$OUT/engine.log"
+  fi
   # batch-1 decode through the engine (device sampling, token ids only back to the host):
   # `pagellm bench latency` at 1 and 513 output tokens; decode rate = 512 / the difference
   # ENGINE_LAT_ENVS="VAR=v;...": the same again with each setting (A/B of engine-side knobs)
@@ -204,7 +208,7 @@ PYEOF
   done
   set --
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
-  thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
+  [ "${ENGINE_THR:-1}" = 1 ] && thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
 fi
 
 # ---------------------------------------------------------------- speed
