@@ -104,6 +104,16 @@ void cuda_profile_report(CudaCtx *c) {
                 c->prof_mm[j].flops / (c->prof_mm[j].ms * 1e-3) / 1e12, c->prof_mm[j].n);
 }
 
+/* The RopeParams an OP_QKROPE record carries (cu_qk_norm_rope packs them into rd / ri). */
+static RopeParams oprec_rope(const OpRec *r) {
+    RopeParams rp;
+    memset(&rp, 0, sizeof rp);
+    rp.theta = r->rd[0]; rp.factor = r->rd[1]; rp.low_freq_factor = r->rd[2];
+    rp.high_freq_factor = r->rd[3]; rp.head_dim = r->ri[0];
+    rp.scaling = (RopeScalingType)r->ri[1]; rp.original_max_position_embeddings = r->ri[2];
+    return rp;
+}
+
 static void oprec_exec(CudaCtx *c, const OpRec *r) {
     switch (r->kind) {
     case OP_EMBED:
@@ -119,11 +129,7 @@ static void oprec_exec(CudaCtx *c, const OpRec *r) {
         if (r->p[3]) cuda_add_bias(c, (bf16 *)r->p[0], (const bf16 *)r->p[3], r->i[0], r->i[1]);
         break;
     case OP_QKROPE: {
-        RopeParams rp;
-        memset(&rp, 0, sizeof rp);
-        rp.theta = r->rd[0]; rp.factor = r->rd[1]; rp.low_freq_factor = r->rd[2];
-        rp.high_freq_factor = r->rd[3]; rp.head_dim = r->ri[0];
-        rp.scaling = (RopeScalingType)r->ri[1]; rp.original_max_position_embeddings = r->ri[2];
+        RopeParams rp = oprec_rope(r);
         cuda_qk_norm_rope(c, (bf16 *)r->p[0], (bf16 *)r->p[1], (const bf16 *)r->p[2],
                           (const bf16 *)r->p[3], r->i[0], r->i[1], r->i[2], r->f, &rp);
         break;
@@ -260,11 +266,7 @@ static int try_fuse_rope_store(CudaCtx *c, int i) {
     if (a->kind != OP_QKROPE || b->kind != OP_KVSTORE || b->p[2] != a->p[1] || b->i[0] != a->i[1] ||
         b->i[1] != a->i[2])
         return 0;
-    RopeParams rp;
-    memset(&rp, 0, sizeof rp);
-    rp.theta = a->rd[0]; rp.factor = a->rd[1]; rp.low_freq_factor = a->rd[2];
-    rp.high_freq_factor = a->rd[3]; rp.head_dim = a->ri[0];
-    rp.scaling = (RopeScalingType)a->ri[1]; rp.original_max_position_embeddings = a->ri[2];
+    RopeParams rp = oprec_rope(a);
     cuda_qk_norm_rope_store(c, (bf16 *)a->p[0], (bf16 *)a->p[1], (const bf16 *)b->p[3],
                             (const bf16 *)a->p[2], (const bf16 *)a->p[3], a->i[0], a->i[1], a->i[2],
                             a->f, &rp, (void *)b->p[0], (void *)b->p[1]);
