@@ -193,10 +193,12 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   for le in "${LATS[@]}"; do
     if [ "$le" = default ]; then set --; else set -- env $le; fi
     for ol in 1 513; do
-      "$@" timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
+      "$@" env PAGELLM_CUDA_HOST_TIMES=1 timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
         --input-len 128 --output-len $ol --num-iters-warmup 1 --num-iters 3 --no-progress \
         --output-json /tmp/pagellm-lat$ol.json > /tmp/lat$ol.log 2>&1 || tail -5 /tmp/lat$ol.log
     done
+    # where the 513-token run's steps went (engine phases; the CUDA backend's host time per step)
+    grep -E "^Engine steps|cuda host time" /tmp/lat513.log | sed 's/^/    /' | tee -a "$OUT/engine.txt"
     LE="$le" python3 - <<'PYEOF' | tee -a "$OUT/engine.txt"
 import json, os
 a = json.load(open("/tmp/pagellm-lat1.json"))["avg_latency"]

@@ -95,7 +95,9 @@ int bench_latency_run(Engine *e, const OfflineOptions *o, LatencyResult *r, char
     Rng rng;
     rng_seed(&rng, o->seed + 2);
     uint64_t next_id = 1;
+    EngineStats s0 = {0}, s1;
     for (int it = 0; it < o->num_iters_warmup + o->num_iters; it++) {
+        if (it == o->num_iters_warmup) engine_get_stats(e, &s0);
         double t0 = time_now_s();
         long long out = 0;
         if (submit_batch(e, o, &rng, next_id, o->batch_size, err)) return -1;
@@ -106,6 +108,14 @@ int bench_latency_run(Engine *e, const OfflineOptions *o, LatencyResult *r, char
         if (o->progress)
             fprintf(stderr, "%s iteration %d: %.3f s\n", it < o->num_iters_warmup ? "warm-up" : "timed", it, dt);
     }
+    engine_get_stats(e, &s1);
+    if (r->num_iters == 0) s0 = s1;
+    r->steps = (long long)(s1.steps - s0.steps);
+    r->schedule_s = s1.schedule_s - s0.schedule_s;
+    r->batch_s = s1.batch_s - s0.batch_s;
+    r->forward_s = s1.forward_s - s0.forward_s;
+    r->postprocess_s = s1.postprocess_s - s0.postprocess_s;
+    for (int i = 0; i < r->num_iters; i++) r->wall_s += r->iters[i];
     Summary s = summarize(r->iters, (size_t)r->num_iters);
     r->avg_s = s.mean;
     static const double P[6] = {10, 25, 50, 75, 90, 99};

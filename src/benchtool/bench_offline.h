@@ -34,6 +34,9 @@ typedef struct LatencyResult {
     double avg_s;
     double pct[6];          /* p10, p25, p50, p75, p90, p99 of per-iteration latency (s) */
     double *iters; int num_iters;
+    /* the timed iterations' engine steps and their phases (EngineStats), and their wall time */
+    long long steps;
+    double wall_s, schedule_s, batch_s, forward_s, postprocess_s;
 } LatencyResult;
 
 int bench_throughput_run(Engine *e, const OfflineOptions *o, ThroughputResult *r, char *err);

@@ -244,6 +244,13 @@ static int bench_offline_main(int argc, char **argv, int latency) {
         else {
             static const int P[6] = {10, 25, 50, 75, 90, 99};
             printf("Avg latency: %.4f seconds\n", r.avg_s);
+            if (r.steps > 0) /* where a step's wall time goes, per step */
+                printf("Engine steps: %lld; per step: wall %.1f us = schedule %.1f + batch %.1f + "
+                       "forward+sample %.1f + postprocess %.1f + outside the step %.1f us\n",
+                       r.steps, 1e6 * r.wall_s / r.steps, 1e6 * r.schedule_s / r.steps,
+                       1e6 * r.batch_s / r.steps, 1e6 * r.forward_s / r.steps,
+                       1e6 * r.postprocess_s / r.steps,
+                       1e6 * (r.wall_s - r.schedule_s - r.batch_s - r.forward_s - r.postprocess_s) / r.steps);
             json_t *pj = json_object();
             for (int i = 0; i < 6; i++) {
                 printf("%d%% percentile latency: %.4f seconds\n", P[i], r.pct[i]);

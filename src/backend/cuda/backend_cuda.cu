@@ -12,6 +12,7 @@
 extern "C" {
 #include "util/err.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 }
 
 /* ---------------- memory ---------------- */
@@ -167,6 +168,7 @@ static int32_t pad_logits_row(int T, int Tp, int R, size_t i) {
  * B - R extra entries after the R real ones, so the first R logits rows are the real ones. */
 static void cu_set_batch(Backend *b, const BatchMeta *m) {
     CudaCtx *c = cuda_ctx(b);
+    const double ht0 = c->host_times ? time_now_s() : 0;
     const int T = m->num_tokens, S = m->num_seqs, R = m->num_logits_rows;
     const int mb = m->max_blocks_per_seq > 0 ? m->max_blocks_per_seq : 1;
     int P = 0, Sd = 0;
@@ -232,6 +234,10 @@ static void cu_set_batch(Backend *b, const BatchMeta *m) {
     CUDA_CHECK(cudaMemcpyAsync(c->d_meta, h, off * sizeof(int32_t), cudaMemcpyHostToDevice,
                                c->stream));
     CUDA_CHECK(cudaEventRecord(c->meta_done, c->stream));
+    if (c->host_times) {
+        c->ht_mark = time_now_s();
+        if (B > 0) c->ht_set_batch += c->ht_mark - ht0; /* recorded steps only, like the rest */
+    }
     c->T = Tp;
     c->S = Sp;
     c->R = Rp;
@@ -372,7 +378,14 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
     r.i[0] = Rd; r.i[1] = V; r.i[2] = D;
     if (c->recording) {
         *cuda_graph_append(c) = r;
+        const double ht0 = c->host_times ? time_now_s() : 0;
         cuda_graph_finish_step(c);
+        if (c->host_times) {
+            const double t = time_now_s();
+            c->ht_record += ht0 - c->ht_mark;
+            c->ht_finish += t - ht0;
+            c->ht_steps++;
+        }
     } else {
         cuda_oprec_run(c, &r);
     }
@@ -405,6 +418,14 @@ static void cu_destroy(Backend *b) {
         cudaSetDevice(c->device);
         cudaStreamSynchronize(c->stream);
         if (c->profile) cuda_profile_report(c);
+        if (c->host_times && c->ht_steps)
+            LOG_I("cuda host time per recorded step (%ld steps): set_batch %.1f us, "
+                  "recording %.1f us, finish (compare + graph launch) %.1f us; per sampler call "
+                  "(%ld): %.1f us before its wait, %.1f us waiting", c->ht_steps,
+                  1e6 * c->ht_set_batch / c->ht_steps, 1e6 * c->ht_record / c->ht_steps,
+                  1e6 * c->ht_finish / c->ht_steps, c->ht_samples,
+                  c->ht_samples ? 1e6 * c->ht_sample / c->ht_samples : 0.0,
+                  c->ht_samples ? 1e6 * c->ht_wait / c->ht_samples : 0.0);
         if (c->graph_captures)
             LOG_I("cuda graphs: %d captured (%.2f s capturing), %ld replays", c->graph_captures,
                   c->graph_capture_s, c->graph_replays);
@@ -495,6 +516,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
     c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 1);
     c->decode_late_trigger = env_int("PAGELLM_CUDA_DECODE_TRIGGER", 1);
+    c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);

@@ -207,6 +207,13 @@ typedef struct CudaCtx {
                               split merge; all 0 between launches */
     size_t attn_cnt_cap;   /* ints */
     int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 1): v3 merges its splits itself */
+    /* PAGELLM_CUDA_HOST_TIMES=1: host seconds per phase of the steps (reported at destroy): set_batch,
+     * recording the ops (set_batch's end to logits), finishing the step (log compare + graph
+     * launch or capture or eager run) per recorded step; the sampler before its wait, and the
+     * wait itself, per sampler call */
+    int host_times;
+    double ht_set_batch, ht_record, ht_finish, ht_sample, ht_wait, ht_mark;
+    long ht_steps, ht_samples;
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */

@@ -25,6 +25,7 @@
 extern "C" {
 #include "sample/sample_batch.h"
 #include "util/err.h"
+#include "util/timeutil.h"
 }
 
 #define SB_THREADS 1024
@@ -551,6 +552,7 @@ int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry
         return pg_err(err, "cuda sample: %d rows of vocab %d, but the last logits were %d x %d", R, V,
                       c->logits_R, c->logits_V);
     cuda_graph_flush(c);
+    const double ht0 = c->host_times ? time_now_s() : 0;
     size_t rows_b = (size_t)R * sizeof(SampleRow);
     size_t edits_b = (size_t)sb->num_edits * sizeof(LogitEdit);
     size_t masks_b = (size_t)sb->num_masks * sb->mask_words * sizeof(uint32_t);
@@ -592,7 +594,13 @@ int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry
                                                    sb->mask_words, (SampleOut *)c->d_samp_out);
     CUDA_LAUNCH_CHECK(c);
     CUDA_CHECK(cudaMemcpyAsync(c->h_samp_out, c->d_samp_out, out_b, cudaMemcpyDeviceToHost, c->stream));
+    const double ht1 = c->host_times ? time_now_s() : 0;
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->host_times) {
+        c->ht_samples++;
+        c->ht_sample += ht1 - ht0;
+        c->ht_wait += time_now_s() - ht1;
+    }
     const SampleOut *o = (const SampleOut *)c->h_samp_out;
     for (int r = 0; r < R; r++) {
         tokens[r] = o[r].token;
