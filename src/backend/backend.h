@@ -43,6 +43,10 @@ typedef struct BatchMeta {
     int max_seq_len;             /* max of seq_lens */
     const int32_t *logits_rows;  /* [R] flat token indices whose logits are wanted */
     int num_logits_rows;         /* R */
+    /* Optional (async scheduling, engine/core.h): [T] NULL = every token id is in token_ids;
+     * token_src_row[t] >= 0: token t is the one the previous launched step sampled at its
+     * logits row token_src_row[t] (token_ids[t] is then a placeholder 0); -1: from token_ids. */
+    const int32_t *token_src_row;
 } BatchMeta;
 
 typedef struct Backend Backend;

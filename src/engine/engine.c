@@ -170,8 +170,9 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         .enable_prefix_caching = cfg->enable_prefix_caching, .max_num_seqs = max_seqs,
         .max_num_batched_tokens = max_tokens, .max_model_len = max_len, .seed = cfg->seed,
         .runner = o->tp ? engine_tp_runner(o->tp)
-                        : (EngineRunner){o->model, run_forward,
-                                         o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL},
+                        : (EngineRunner){.ctx = o->model, .forward = run_forward,
+                                         .forward_sample = o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING")
+                                                               ? run_forward_sample : NULL},
         .owner = o, .owner_free = owner_free, .tok = o->tok,
         .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
     };
