@@ -69,6 +69,11 @@ static void detok_close(void *st) {
     free(st);
 }
 
+static int env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 static int file_exists(const char *dir, const char *name) {
     char path[4096];
     struct stat sb;
@@ -182,14 +187,15 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
                                          .forward_sample = o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING")
                                                                ? run_forward_sample : NULL},
         .owner = o, .owner_free = owner_free, .tok = o->tok,
-        .model_cfg = &o->mcfg, .gen_cfg = &o->gen, .async_scheduling = cfg->async_scheduling,
+        .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
+        .async_scheduling = cfg->async_scheduling || env_on("PAGELLM_ASYNC_SCHEDULING"),
     };
     /* async scheduling needs the device sampler's split step (one device, no TP) */
     if (!o->tp && c.runner.forward_sample && model_can_launch_sample(o->model)) {
         c.runner.launch = run_launch;
         c.runner.collect = run_collect;
     }
-    if (cfg->async_scheduling)
+    if (c.async_scheduling)
         LOG_I("async scheduling: %s", c.runner.launch ? "on" : "not available (needs device sampling on one device): off");
     for (int i = 0; i < o->mcfg.num_eos; i++) add_eos(&c, o->mcfg.eos_token_ids[i]);
     for (int i = 0; i < o->gen.num_eos; i++) add_eos(&c, o->gen.eos_token_ids[i]);
