@@ -2,7 +2,9 @@
  *
  * One step = drain the inbox (new requests, aborts) -> schedule -> build the batch -> forward
  * -> postprocess (sample, append, stop checks, text deltas, free finished) -> publish outputs
- * and stats. The inbox and the live-id map are guarded by `mu`, the outbox by `out_mu`, the
+ * and stats. With async scheduling (CoreConfig.async_scheduling + runner.launch/collect) a step
+ * is launched, then the previous one is collected and postprocessed while the device runs it;
+ * see engine_step. The inbox and the live-id map are guarded by `mu`, the outbox by `out_mu`, the
  * stats snapshot by `stats_mu`; everything else belongs to the engine thread. */
 #define _GNU_SOURCE   /* memmem */
 #include "engine/core.h"
