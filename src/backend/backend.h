@@ -43,6 +43,10 @@ typedef struct BatchMeta {
     int max_seq_len;             /* max of seq_lens */
     const int32_t *logits_rows;  /* [R] flat token indices whose logits are wanted */
     int num_logits_rows;         /* R */
+    /* Optional (async scheduling, engine/core.h): [T] NULL = every token id is in token_ids;
+     * token_src_row[t] >= 0: token t is the one the previous launched step sampled at its
+     * logits row token_src_row[t] (token_ids[t] is then a placeholder 0); -1: from token_ids. */
+    const int32_t *token_src_row;
 } BatchMeta;
 
 typedef struct Backend Backend;
@@ -150,6 +154,19 @@ typedef struct BackendOps {
      * logits_device, rank order), n * Vs >= V, and column v of row r is
      * shards[v / Vs][r][v % Vs]; the padding columns past V are dropped. Enqueued, no blocking. */
     void (*logits_from_shards)(Backend *b, const float *shards, int n, int R, int Vs, int V);
+
+    /* --- optional, async scheduling (engine/core.h launch/collect); both NULL or both set, and
+     * only where `sample` exists. Kept last so positional tables stay valid. ---
+     * sample_launch queues `sample` of the logits the last `logits(.., NULL, ..)` call left (any
+     * number of rows, 0 included: every launch is one step) into the next of two output slots
+     * and returns without waiting; it copies what it needs of sb. From then on, set_batch
+     * entries with BatchMeta.token_src_row[t] >= 0 read token t from that slot's row (on the
+     * device, at embed time: CUDA graphs replay it). At most two launched, uncollected steps.
+     * sample_collect waits for the oldest launched, uncollected step and copies its tokens[R]
+     * and lps[r] (rows with num_logprobs >= 0; lps may be NULL when none has) to the host.
+     * 0, or -1 + err. */
+    int (*sample_launch)(Backend *b, const struct SampleBatch *sb, char *err);
+    int (*sample_collect)(Backend *b, int32_t *tokens, LogprobEntry *lps, char *err);
 } BackendOps;
 
 struct Backend {

@@ -31,6 +31,7 @@ static const FlagDoc FLAGS[] = {
     {"--log-level", "LEVEL", "debug, info, warning, error, critical (default: info)"},
     {"--num-gpu-blocks-override", "N", "use exactly N KV blocks instead of sizing from memory (testing)"},
     {"--enforce-eager", NULL, "CUDA: run without CUDA graphs"},
+    {"--async-scheduling", NULL, "overlap the host's scheduling of step k+1 with the device's step k (device sampling only; default: off)"},
 };
 #define NFLAGS (sizeof FLAGS / sizeof FLAGS[0])
 
@@ -165,6 +166,7 @@ int engine_flags_apply(EngineFlags *f, const char *name, const char *val, char *
     }
     else if (!strcmp(name, "--num-gpu-blocks-override")) rc = flag_parse_int(name, val, 1, 1 << 30, &c->num_gpu_blocks_override, err);
     else if (!strcmp(name, "--enforce-eager")) c->enforce_eager = 1;
+    else if (!strcmp(name, "--async-scheduling")) c->async_scheduling = 1;
     else return pg_err(err, "flag '%s' is not handled", name);   /* table and parser out of sync */
     return rc < 0 ? -1 : 1;
 }

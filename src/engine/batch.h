@@ -6,6 +6,9 @@
  * (max_blocks_per_seq is this step's maximum, not max_model_len's, so the copy stays small),
  * and - when the chunk reaches the end of the sequence's known tokens - one logits row (then
  * q->logits_row is set; otherwise -1: a partial prefill chunk samples nothing).
+ * A sequence's pending token (async scheduling, seq.h) is position num_tokens: its id is not
+ * known yet, so its token_ids entry is 0 and meta.token_src_row points at the previous step's
+ * sample row (meta.token_src_row is NULL when no token of the step is pending).
  *
  * The BatchBuilder owns the host arrays and reuses them across steps. Engine thread only. */
 #ifndef PAGELLM_ENGINE_BATCH_H
@@ -18,6 +21,7 @@ typedef struct BatchBuilder {
     int32_t *query_start;                             /* [cap_seqs + 1] */
     int32_t *seq_lens, *logits_rows;                  /* [cap_seqs] */
     int32_t *block_tables;                            /* [cap_bt] */
+    int32_t *token_src_row;                           /* [cap_tokens] (async scheduling) */
     int cap_tokens, cap_seqs;
     size_t cap_bt;
     BatchMeta meta;                                   /* points into the arrays above */

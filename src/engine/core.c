@@ -2,7 +2,9 @@
  *
  * One step = drain the inbox (new requests, aborts) -> schedule -> build the batch -> forward
  * -> postprocess (sample, append, stop checks, text deltas, free finished) -> publish outputs
- * and stats. The inbox and the live-id map are guarded by `mu`, the outbox by `out_mu`, the
+ * and stats. With async scheduling (CoreConfig.async_scheduling + runner.launch/collect) a step
+ * is launched, then the previous one is collected and postprocessed while the device runs it;
+ * see engine_step. The inbox and the live-id map are guarded by `mu`, the outbox by `out_mu`, the
  * stats snapshot by `stats_mu`; everything else belongs to the engine thread. */
 #define _GNU_SOURCE   /* memmem */
 #include "engine/core.h"
@@ -27,6 +29,16 @@
 
 typedef struct AbortMsg { uint64_t id; struct AbortMsg *next; } AbortMsg;
 
+/* One launched step, as postprocess needs it once its tokens are known: the scheduled sequences
+ * in batch order, each one's logits row, whether that row's token is the sequence's (it was
+ * running when the row was built), and its num_computed after the step (what the synchronous
+ * engine registers in the prefix cache then). tokens/lps are the step's samples. */
+typedef struct StepRec {
+    Sequence **seqs; int32_t *rows, *nc_after; uint8_t *sampled; int n, cap;
+    int32_t *tokens; LogprobEntry *lps; int tokens_cap;
+    int eligible;                              /* may stay in flight (core_async_eligible) */
+} StepRec;
+
 struct Engine {
     CoreConfig cfg;
     BlockPool pool;
@@ -35,7 +47,9 @@ struct Engine {
     Sampler sampler;                           /* host sampling (runner without forward_sample) */
     SampleBatch sb;                            /* this step's rows, row r = logits row r */
     float *logits; size_t logits_cap;          /* [rows, V] host logits (host sampling only) */
-    int32_t *tokens; LogprobEntry *lps; int tokens_cap;   /* [rows] sampled ids, logprobs */
+    StepRec steps_rec[2];                      /* async: the step in flight + the newest */
+    int cur;                                   /* steps[cur] is this step's record */
+    int inflight;                              /* steps[cur ^ 1] is launched, not collected */
     uint32_t *mask; int mask_words;            /* grammar mask scratch [mask_words] */
     uint64_t arrival_counter;                  /* under mu */
     int num_requests;                          /* drained and unfinished (engine thread) */
@@ -161,6 +175,7 @@ static Sequence *seq_new(Engine *e, Request *r, int index) {
     q->num_tokens = r->prompt_len;
     q->stop_token = -1;
     q->logits_row = -1;
+    q->pending_row = -1;
     block_table_init(&q->bt);
     uint64_t base = r->params.has_seed ? splitmix64(r->params.seed)
                                        : splitmix64(e->cfg.seed ^ splitmix64(r->arrival + 1));
@@ -574,25 +589,16 @@ static int build_sample_batch(Engine *e) {
         }
         if (row != q->logits_row) return -1;
     }
-    int R = e->sb.num_rows;
-    if (R > e->tokens_cap) {
-        int32_t *t = realloc(e->tokens, (size_t)R * sizeof *t);
-        if (t) e->tokens = t;
-        LogprobEntry *l = realloc(e->lps, (size_t)R * sizeof *l);
-        if (l) e->lps = l;
-        if (!t || !l) return -1;
-        e->tokens_cap = R;
-    }
     return 0;
 }
 
-/* The step's forward and sampling: on the device when the runner can, else host logits and
- * the host sampler. Fills e->tokens[R] (and e->lps for rows that want logprobs). */
-static int forward_and_sample(Engine *e, char *err) {
+/* The step's forward and sampling, synchronously: on the device when the runner can, else host
+ * logits and the host sampler. Fills st->tokens[R] (and st->lps for rows that want logprobs). */
+static int forward_and_sample(Engine *e, StepRec *st, char *err) {
     const BatchMeta *m = &e->batch.meta;
     const int R = m->num_logits_rows, V = e->cfg.vocab_size;
     if (e->cfg.runner.forward_sample)
-        return e->cfg.runner.forward_sample(e->cfg.runner.ctx, m, &e->sb, e->tokens, e->lps, err);
+        return e->cfg.runner.forward_sample(e->cfg.runner.ctx, m, &e->sb, st->tokens, st->lps, err);
     size_t need = (size_t)R * (size_t)V;
     if (need > e->logits_cap) {
         float *l = realloc(e->logits, need * sizeof *l);
@@ -602,7 +608,7 @@ static int forward_and_sample(Engine *e, char *err) {
     }
     if (e->cfg.runner.forward(e->cfg.runner.ctx, m, e->logits, err) != 0) return -1;
     for (int r = 0; r < R; r++)
-        e->tokens[r] = sampler_sample_row(&e->sampler, e->logits + (size_t)r * V, &e->sb, r, &e->lps[r]);
+        st->tokens[r] = sampler_sample_row(&e->sampler, e->logits + (size_t)r * V, &e->sb, r, &st->lps[r]);
     return 0;
 }
 
@@ -612,17 +618,95 @@ static int is_eos(const Engine *e, int32_t tok) {
     return 0;
 }
 
-static void postprocess(Engine *e, double now) {
-    Scheduler *s = &e->sched;
-    for (int i = 0; i < s->num_scheduled; i++) {
+/* Async scheduling may keep a step in flight only when no sampling row of its sequences depends
+ * on the output tokens (the host does not know the newest one yet) and no host state follows
+ * each token before the next step (grammar matcher, n > 1 forks). Conservative on purpose:
+ * logit_bias (static) and logprobs are fine; penalties, min_tokens, grammars and n > 1 are not. */
+static int core_async_eligible(const Request *r) {
+    const SamplingParams *p = &r->params;
+    return !r->grammar && p->n == 1 && p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f &&
+           p->frequency_penalty == 0.0f && p->min_tokens <= 0 && p->prompt_logprobs < 0;
+}
+
+/* Records the step just built (e->sched.scheduled, e->batch, e->sb) in st and advances every
+ * scheduled sequence as if the step had run: num_computed += num_scheduled, and a sequence that
+ * gets a logits row now has a pending token (its id comes back when st is postprocessed).
+ * Returns 0 or -1 (out of memory). */
+static int step_record(Engine *e, StepRec *st) {
+    const Scheduler *s = &e->sched;
+    int n = s->num_scheduled, R = e->batch.meta.num_logits_rows;
+    if (n > st->cap) {
+        int c = n < 64 ? 64 : n * 2;
+        Sequence **a = realloc(st->seqs, (size_t)c * sizeof *a);
+        if (a) st->seqs = a;
+        int32_t *r = realloc(st->rows, (size_t)c * sizeof *r);
+        if (r) st->rows = r;
+        int32_t *nc = realloc(st->nc_after, (size_t)c * sizeof *nc);
+        if (nc) st->nc_after = nc;
+        uint8_t *sm = realloc(st->sampled, (size_t)c);
+        if (sm) st->sampled = sm;
+        if (!a || !r || !nc || !sm) return -1;
+        st->cap = c;
+    }
+    if (R > st->tokens_cap) {
+        int32_t *t = realloc(st->tokens, (size_t)R * sizeof *t);
+        if (t) st->tokens = t;
+        LogprobEntry *l = realloc(st->lps, (size_t)R * sizeof *l);
+        if (l) st->lps = l;
+        if (!t || !l) return -1;
+        st->tokens_cap = R;
+    }
+    st->n = n;
+    st->eligible = 1;
+    for (int i = 0; i < n; i++) {
         Sequence *q = s->scheduled[i];
-        Request *r = q->req;
+        st->seqs[i] = q;
+        st->rows[i] = q->logits_row;
+        st->sampled[i] = q->logits_row >= 0 && q->status == SEQ_RUNNING;
         q->num_computed += q->num_scheduled;
-        kv_cache_full_blocks(&e->pool, &q->bt, q->tokens, q->num_computed, r->cache_salt);
+        st->nc_after[i] = q->num_computed;
+        /* the blocks this step fills with known tokens are usable by the next schedule, as in
+         * the synchronous engine (stream order: a later step that hits them runs after this one) */
+        kv_cache_full_blocks(&e->pool, &q->bt, q->tokens, q->num_computed < q->num_tokens ? q->num_computed : q->num_tokens,
+                             q->req->cache_salt);
+        if (st->sampled[i]) { q->num_pending++; q->pending_row = q->logits_row; }
+        q->req->inflight_refs++;
+        if (!core_async_eligible(q->req)) st->eligible = 0;
+    }
+    return 0;
+}
+
+/* Drops st's hold on its requests without postprocessing it (failed step). */
+static void step_forget(StepRec *st) {
+    for (int i = 0; i < st->n; i++) {
+        st->seqs[i]->req->inflight_refs--;
+        if (st->sampled[i]) st->seqs[i]->num_pending--;
+    }
+    st->n = 0;
+}
+
+/* A step's tokens are known (st->tokens): registers the blocks it filled in the prefix cache,
+ * appends each sampled token, checks stops, emits deltas. A sequence that finished (stop,
+ * length, abort) after st was launched computed one token too many in st: it is dropped here,
+ * its blocks were released at its finish. */
+static void postprocess(Engine *e, StepRec *st, double now) {
+    for (int i = 0; i < st->n; i++) {
+        Sequence *q = st->seqs[i];
+        Request *r = q->req;
+        r->inflight_refs--;
+        if (q->status == SEQ_FINISHED) continue;
+        /* what the synchronous engine registers after this step; only known tokens (all of
+         * them are: the step's inputs were collected before it), and nothing when the sequence
+         * was preempted since (num_computed 0, no blocks) */
+        int nc = st->nc_after[i];
+        if (nc > q->num_computed) nc = q->num_computed;
+        if (nc > q->num_tokens) nc = q->num_tokens;
+        kv_cache_full_blocks(&e->pool, &q->bt, q->tokens, nc, r->cache_salt);
         if (!q->ever_scheduled) { q->ever_scheduled = 1; q->t_scheduled = now; }
-        if (q->logits_row < 0 || q->status != SEQ_RUNNING) continue;
-        int32_t tok = e->tokens[q->logits_row];
-        const LogprobEntry *lp = &e->lps[q->logits_row];
+        if (!st->sampled[i]) continue;
+        q->num_pending--;   /* this step's token; a newer launched step may hold another */
+        int32_t tok = st->tokens[st->rows[i]];
+        const LogprobEntry *lp = &st->lps[st->rows[i]];
         if (tok < 0 || seq_append(q, tok) != 0 || (r->params.logprobs >= 0 && push_logprob(q, lp) != 0)) {
             snprintf(q->stop_reason, sizeof q->stop_reason, "%s", "");
             finish_seq(e, q, FINISH_ERROR, now);
@@ -649,8 +733,15 @@ static void postprocess(Engine *e, double now) {
             q->stop_token = tok;
             finish_seq(e, q, FINISH_STOP, now);
         }
-        if (q->status != SEQ_FINISHED) emit_delta(e, q, now);
+        if (q->status != SEQ_FINISHED) {
+            emit_delta(e, q, now);
+            /* async: a newer launched step decodes the token just appended; its block is now
+             * complete with known tokens (a finished sequence registers nothing past its end) */
+            int known = q->num_computed < q->num_tokens ? q->num_computed : q->num_tokens;
+            if (known > nc) kv_cache_full_blocks(&e->pool, &q->bt, q->tokens, known, r->cache_salt);
+        }
     }
+    st->n = 0;
 }
 
 /* Frees requests whose completions are all finished; drops finished sequences from the lists. */
@@ -659,7 +750,8 @@ static void reap(Engine *e) {
     int j = 0;
     for (int i = 0; i < e->num_active; i++) {
         Request *r = e->active[i];
-        if (r->num_unfinished > 0) { e->active[j++] = r; continue; }
+        /* a finished request still in a launched step is freed once that step is collected */
+        if (r->num_unfinished > 0 || r->inflight_refs > 0) { e->active[j++] = r; continue; }
         pthread_mutex_lock(&e->mu);
         live_del(e, r->id);
         pthread_mutex_unlock(&e->mu);
@@ -694,30 +786,75 @@ static void update_stats(Engine *e) {
     pthread_mutex_unlock(&e->stats_mu);
 }
 
+/* A failed forward leaves the KV cache in an unknown state: fail every request. */
+static void fail_engine(Engine *e, const char *err, double now) {
+    LOG_E("engine: step failed: %s", err);
+    __atomic_store_n(&e->failed, 1, __ATOMIC_RELEASE);
+    step_forget(&e->steps_rec[0]);
+    step_forget(&e->steps_rec[1]);
+    e->inflight = 0;
+    for (int i = 0; i < e->num_active; i++) finish_request(e, e->active[i], FINISH_ERROR, err, now);
+}
+
+/* Waits for the step st (the oldest launched one) and postprocesses it. 0 or -1 (failed). */
+static int collect_and_postprocess(Engine *e, StepRec *st, double *t_fwd_end) {
+    char err[PG_ERR_LEN] = "";
+    if (e->cfg.runner.collect(e->cfg.runner.ctx, st->tokens, st->lps, err) != 0) {
+        fail_engine(e, err, time_now_s());
+        return -1;
+    }
+    *t_fwd_end = time_now_s();
+    postprocess(e, st, *t_fwd_end);
+    return 0;
+}
+
+/* One step. Synchronous: schedule, build, forward + sample, postprocess. With async scheduling
+ * (CoreConfig.async_scheduling and runner.launch/collect): schedule and launch this step, then
+ * collect and postprocess the previous one (the device runs this step meanwhile); this step stays
+ * in flight when every sequence in it is eligible (core_async_eligible), else it is collected
+ * right away, so an ineligible sequence never has a pending token. */
 int engine_step(Engine *e) {
     if (e->failed) return -1;
+    const int async = e->cfg.async_scheduling && e->cfg.runner.launch && e->cfg.runner.collect;
     double t0 = time_now_s();
     drain_inbox(e, t0);
     int ntok = sched_schedule(&e->sched);
     double t1 = time_now_s(), t2 = t1, t3 = t1;
-    int rc = 0;
+    StepRec *st = &e->steps_rec[e->cur], *prev = e->inflight ? &e->steps_rec[e->cur ^ 1] : NULL;
+    int launched = 0;
     if (ntok > 0) {
         char err[PG_ERR_LEN] = "";
+        int rc = 0;
         if (batch_build(&e->batch, e->sched.scheduled, e->sched.num_scheduled, e->cfg.block_size) != 0 ||
-            build_sample_batch(e) != 0)
+            build_sample_batch(e) != 0 || step_record(e, st) != 0)
             rc = pg_err(err, "engine: out of memory building the batch");
         t2 = time_now_s();
-        if (rc == 0) rc = forward_and_sample(e, err);
+        if (rc == 0) rc = async ? e->cfg.runner.launch(e->cfg.runner.ctx, &e->batch.meta, &e->sb, err)
+                                : forward_and_sample(e, st, err);
         t3 = time_now_s();
         if (rc != 0) {
-            /* A failed forward leaves the KV cache in an unknown state: fail every request. */
-            LOG_E("engine: step failed: %s", err);
-            __atomic_store_n(&e->failed, 1, __ATOMIC_RELEASE);
-            for (int i = 0; i < e->num_active; i++) finish_request(e, e->active[i], FINISH_ERROR, err, t3);
+            fail_engine(e, err, t3);
+        } else if (!async) {
+            postprocess(e, st, t3);
         } else {
-            postprocess(e, t3);
+            launched = 1;
         }
         e->steps++;
+    }
+    if (!e->failed && prev) {   /* the previous step, while the device runs this one */
+        e->inflight = 0;
+        if (collect_and_postprocess(e, prev, &t3) == 0 && launched) {
+            e->cur ^= 1;
+            e->inflight = 1;
+        }
+    } else if (!e->failed && launched) {
+        e->cur ^= 1;
+        e->inflight = 1;
+    }
+    if (!e->failed && launched && !st->eligible) {   /* drain: run this step synchronously */
+        e->cur ^= 1;
+        e->inflight = 0;
+        collect_and_postprocess(e, st, &t3);
     }
     reap(e);
     double t4 = time_now_s();
@@ -860,6 +997,7 @@ Engine *engine_new_core(const CoreConfig *cfg, char *err) {
         engine_free(e);
         return NULL;
     }
+    e->sched.max_model_len = cfg->max_model_len;
     update_stats(e);
     return e;
 }
@@ -876,8 +1014,10 @@ void engine_free(Engine *e) {
     free(e->live_keys);
     free(e->live_vals);
     free(e->logits);
-    free(e->tokens);
-    free(e->lps);
+    for (int i = 0; i < 2; i++) {
+        StepRec *st = &e->steps_rec[i];
+        free(st->seqs); free(st->rows); free(st->nc_after); free(st->sampled); free(st->tokens); free(st->lps);
+    }
     free(e->mask);
     sample_batch_deinit(&e->sb);
     batch_deinit(&e->batch);

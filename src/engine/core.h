@@ -22,6 +22,16 @@ typedef struct EngineRunner {
      * core uses it instead of forward + the host sampler. 0 or -1 + err. */
     int (*forward_sample)(void *ctx, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
                           LogprobEntry *lps, char *err);
+    /* Optional, both or neither (async scheduling): a step split in two. launch queues the
+     * forward + sampling of b with sb and returns without waiting; b and sb (and everything they
+     * point to) are only valid during the call. Tokens whose b->token_src_row[t] >= 0 are read on
+     * the device from the previous launched step's sampled tokens (row token_src_row[t]).
+     * collect waits for the OLDEST launched, uncollected step and fills its tokens[R] and lps[r]
+     * (rows with num_logprobs >= 0) as forward_sample would (both may be NULL when that step
+     * has no logits rows). The core keeps at most 2 steps
+     * launched and uncollected. 0 or -1 + err (after an error the runner is unusable). */
+    int (*launch)(void *ctx, const BatchMeta *b, const struct SampleBatch *sb, char *err);
+    int (*collect)(void *ctx, int32_t *tokens, LogprobEntry *lps, char *err);
 } EngineRunner;
 
 typedef struct TextDecoder {
@@ -40,6 +50,10 @@ typedef struct CoreConfig {
     int num_eos;
     uint64_t seed;                      /* seeds of unseeded requests derive from it */
     int max_logprobs;                   /* 0 = PG_MAX_TOP_LOGPROBS */
+    /* --async-scheduling: with runner.launch/collect, step k+1 is scheduled and launched before
+     * step k is collected and postprocessed, for steps whose every sequence is eligible
+     * (core_async_eligible in core.c); otherwise (or 0) every step runs synchronously. */
+    int async_scheduling;
     EngineRunner runner;
     TextDecoder text;                   /* open == NULL: no text (token ids only) */
     /* Optional owner (model, tokenizer, backend): freed by engine_free via owner_free. */

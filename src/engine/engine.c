@@ -45,6 +45,14 @@ static int run_forward_sample(void *ctx, const BatchMeta *b, const SampleBatch *
     return model_forward_sample((Model *)ctx, b, sb, tokens, lps, err);
 }
 
+/* Async scheduling (core.h launch/collect): the step's forward + sampling queued, not waited. */
+static int run_launch(void *ctx, const BatchMeta *b, const SampleBatch *sb, char *err) {
+    return model_launch_sample((Model *)ctx, b, sb, err);
+}
+static int run_collect(void *ctx, int32_t *tokens, LogprobEntry *lps, char *err) {
+    return model_collect_sample((Model *)ctx, tokens, lps, err);
+}
+
 static void *detok_open(void *ctx, int skip_special) {
     Detok *d = malloc(sizeof *d);
     if (d) detok_init(d, (const Tokenizer *)ctx, skip_special);
@@ -59,6 +67,11 @@ static size_t detok_flush_cb(void *st, char **out, size_t *len, size_t *cap) {
 static void detok_close(void *st) {
     detok_deinit(st);
     free(st);
+}
+
+static int env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 static int file_exists(const char *dir, const char *name) {
@@ -170,11 +183,20 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         .enable_prefix_caching = cfg->enable_prefix_caching, .max_num_seqs = max_seqs,
         .max_num_batched_tokens = max_tokens, .max_model_len = max_len, .seed = cfg->seed,
         .runner = o->tp ? engine_tp_runner(o->tp)
-                        : (EngineRunner){o->model, run_forward,
-                                         o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING") ? run_forward_sample : NULL},
+                        : (EngineRunner){.ctx = o->model, .forward = run_forward,
+                                         .forward_sample = o->be->ops->sample && !getenv("PAGELLM_HOST_SAMPLING")
+                                                               ? run_forward_sample : NULL},
         .owner = o, .owner_free = owner_free, .tok = o->tok,
         .model_cfg = &o->mcfg, .gen_cfg = &o->gen,
+        .async_scheduling = cfg->async_scheduling || env_on("PAGELLM_ASYNC_SCHEDULING"),
     };
+    /* async scheduling needs the device sampler's split step (one device, no TP) */
+    if (!o->tp && c.runner.forward_sample && model_can_launch_sample(o->model)) {
+        c.runner.launch = run_launch;
+        c.runner.collect = run_collect;
+    }
+    if (c.async_scheduling)
+        LOG_I("async scheduling: %s", c.runner.launch ? "on" : "not available (needs device sampling on one device): off");
     for (int i = 0; i < o->mcfg.num_eos; i++) add_eos(&c, o->mcfg.eos_token_ids[i]);
     for (int i = 0; i < o->gen.num_eos; i++) add_eos(&c, o->gen.eos_token_ids[i]);
     if (o->tok) c.text = (TextDecoder){o->tok, detok_open, detok_push_cb, detok_flush_cb, detok_close};

@@ -35,6 +35,8 @@ typedef struct EngineConfig {
     float gpu_memory_utilization;   /* default 0.9 */
     DType kv_cache_dtype;           /* DT_COUNT = auto (backend default) */
     int enforce_eager;              /* CUDA: no graphs */
+    int async_scheduling;           /* --async-scheduling: schedule + launch step k+1 before step
+                                       k's tokens reach the host (core.h); default 0 */
     int num_gpu_blocks_override;    /* 0 = sized from memory (tests use small pools) */
     int tensor_parallel_size;       /* ranks the model is split over (engine/engine_tp.h): CUDA:
                                        GPUs device_id..device_id+N-1 over NCCL; CPU: N backends

@@ -105,7 +105,10 @@ int sched_schedule(Scheduler *s) {
     for (int i = 0; i < s->num_running && budget > 0 && planned < s->max_num_seqs; i++) {
         Sequence *q = s->running[i];
         if (q->status != SEQ_RUNNING) continue;
-        int n = q->num_tokens - q->num_computed;
+        if (q->num_pending && (seq_output_len(q) + q->num_pending >= q->req->max_tokens ||
+                               (s->max_model_len > 0 && q->num_tokens + q->num_pending >= s->max_model_len)))
+            continue;   /* its pending token is its last: never compute past it */
+        int n = q->num_tokens + q->num_pending - q->num_computed;
         if (n > budget) n = budget;
         if (n <= 0) continue;
         while (kv_ensure(s->pool, &q->bt, q->num_computed + n) != 0) {
@@ -138,6 +141,7 @@ int sched_schedule(Scheduler *s) {
     /* 2. waiting sequences, if nothing had to be preempted */
     while (!preempted && s->num_waiting > 0 && budget > 0 && s->num_running < s->max_num_seqs) {
         Sequence *q = s->waiting[0];
+        if (q->num_pending) break;   /* preempted with a pending token: admit once it is collected */
         uint64_t q0 = s->pool->queries, h0 = s->pool->hits;
         if (q->bt.num_blocks == 0) {
             q->num_computed = kv_match_prefix(s->pool, &q->bt, q->tokens, q->num_tokens, q->req->cache_salt);

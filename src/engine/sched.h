@@ -23,6 +23,7 @@ typedef struct Scheduler {
     BlockPool *pool;                 /* not owned */
     int max_num_seqs;
     int max_num_batched_tokens;
+    int max_model_len;               /* 0 = none; set by the core (async: see sched_schedule) */
     Sequence **running; int num_running, cap_running;   /* admission order */
     Sequence **waiting; int num_waiting, cap_waiting;   /* (priority, arrival, index) order */
     Sequence **scheduled; int num_scheduled, cap_scheduled; /* this step, batch order */
@@ -43,6 +44,9 @@ int sched_add_running(Scheduler *s, Sequence *q);
 void sched_remove_finished(Scheduler *s);
 
 /* Plans one step: sets q->num_scheduled on each scheduled sequence and fills s->scheduled.
+ * A running sequence's length is num_tokens + num_pending (async scheduling: its pending token
+ * is decoded from the device); one whose pending token will end it for length (max_tokens or
+ * max_model_len reached) is not scheduled: it finishes when that token is collected.
  * Returns the number of scheduled tokens (0 = nothing to do). */
 int sched_schedule(Scheduler *s);
 

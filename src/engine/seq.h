@@ -42,6 +42,8 @@ typedef struct Request {
     int num_unfinished;         /* completions not yet finished (forked or not) */
     int forked;                 /* 1 once the n-1 siblings exist */
     int aborted;
+    int inflight_refs;          /* async scheduling: launched, uncollected steps that include one
+                                   of its sequences (the request is not freed while > 0) */
     double t_arrival;
     struct Request *next;       /* inbox link */
 } Request;
@@ -61,6 +63,12 @@ struct Sequence {
     /* this step */
     int num_scheduled;          /* tokens scheduled this step (0 = not scheduled) */
     int logits_row;             /* row of this step's logits, or -1 */
+    /* async scheduling: a token sampled by a launched, uncollected step (its id is not known on
+     * the host yet). It counts toward the length the scheduler plans for (num_tokens +
+     * num_pending) and is fed to the next step from the device (BatchMeta.token_src_row =
+     * pending_row, its logits row in that step); it is appended when that step is collected. */
+    int num_pending;            /* 0 or 1 at scheduling (2 between a launch and the collect before it) */
+    int pending_row;
     /* output state */
     void *detok;                /* TextDecoder state, or NULL when there is no text */
     char *text; size_t text_len, text_cap;   /* all output text so far (after stop truncation) */

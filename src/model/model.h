@@ -59,6 +59,14 @@ int model_sample(Model *m, const struct SampleBatch *sb, int32_t *tokens, Logpro
  * between (PAGELLM_FORWARD_SYNC set: with the wait, as before). 0, or -1 + err. */
 int model_forward_sample(Model *m, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
                          LogprobEntry *lps, char *err);
+/* Async scheduling (engine/core.h launch/collect), backends with sample_launch only, no tensor
+ * parallelism: model_launch_sample queues model_forward(.., NULL, ..) and sampling of b without
+ * waiting (b->token_src_row: tokens from the previous launch's samples); model_collect_sample
+ * waits for the oldest launched step's tokens (and lps). 0, or -1 + err. */
+int model_launch_sample(Model *m, const BatchMeta *b, const struct SampleBatch *sb, char *err);
+int model_collect_sample(Model *m, int32_t *tokens, LogprobEntry *lps, char *err);
+/* 1 when model_launch_sample can run on m. */
+int model_can_launch_sample(const Model *m);
 void model_free(Model *m);
 
 #endif

@@ -203,6 +203,23 @@ int model_forward_sample(Model *m, const BatchMeta *b, const SampleBatch *sb, in
     return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
 }
 
+int model_can_launch_sample(const Model *m) {
+    return !m->tp && !m->comm && m->be->ops->sample_launch && m->be->ops->sample_collect;
+}
+
+/* No wait anywhere: the forward, the sampler and its copy-back queue on the device; the next
+ * step's embed reads its pending tokens from this step's sampler output. */
+int model_launch_sample(Model *m, const BatchMeta *b, const SampleBatch *sb, char *err) {
+    if (!model_can_launch_sample(m)) return pg_err(err, "backend %s cannot launch steps asynchronously", m->be->name);
+    if (forward(m, b, NULL, 0, err) != 0) return -1;
+    return m->be->ops->sample_launch(m->be, sb, err);
+}
+
+int model_collect_sample(Model *m, int32_t *tokens, LogprobEntry *lps, char *err) {
+    if (!model_can_launch_sample(m)) return pg_err(err, "backend %s cannot launch steps asynchronously", m->be->name);
+    return m->be->ops->sample_collect(m->be, tokens, lps, err);
+}
+
 int model_sample(Model *m, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
     if (!m->be->ops->sample) return pg_err(err, "backend %s has no device sampler", m->be->name);
     if (m->tp) return pg_err(err, "sample: device sampling under tensor parallelism is not supported");

@@ -28,6 +28,7 @@ TEST(defaults) {
     EXPECT_STR(c.host, "");
     EXPECT(c.api_key == NULL);
     EXPECT_STR(serve_config_model_name(&c), "models/tiny-qwen3");
+    EXPECT_EQ_INT(c.engine.async_scheduling, 0);   /* off unless asked for */
     EXPECT_EQ_INT(c.max_logprobs, 20);
     EXPECT_EQ_INT(c.engine.block_size, 16);
     EXPECT_EQ_INT(c.engine.enable_prefix_caching, 1);
@@ -69,6 +70,14 @@ TEST(every_flag) {
     EXPECT_EQ_INT(c.engine.load_format, LOAD_FORMAT_DUMMY);
     EXPECT_EQ_INT(c.engine.threads, 3);
     EXPECT_EQ_INT(c.log_level, LOG_WARN);
+    serve_config_free(&c);
+}
+
+TEST(async_scheduling) {
+    ServeConfig c;
+    char err[PG_ERR_LEN] = "";
+    EXPECT_MSG(parse(&c, err, 3, "m", "--async-scheduling", "--device=cpu") == 0, "%s", err);
+    EXPECT_EQ_INT(c.engine.async_scheduling, 1);
     serve_config_free(&c);
 }
 
@@ -156,6 +165,7 @@ TEST(refusals) {
     refused("--load-format: invalid choice 'gguf'", 2, "--load-format", "gguf", NULL);
     refused("--log-level: invalid choice 'loud'", 2, "--log-level", "loud", NULL);
     refused("--enforce-eager takes no value", 1, "--enforce-eager=1", NULL, NULL);
+    refused("--async-scheduling takes no value", 1, "--async-scheduling=1", NULL, NULL);
     refused("--chat-template: cannot read file", 2, "--chat-template", "/no/such/file", NULL);
     refused("--data-parallel-size: value 0 is out of range [1, 64]", 2, "--data-parallel-size", "0", NULL);
     refused("--data-parallel-size: value 65 is out of range", 2, "-dp", "65", NULL);
@@ -184,6 +194,7 @@ TEST(refusals) {
 int main(void) {
     RUN(defaults);
     RUN(every_flag);
+    RUN(async_scheduling);
     RUN(data_parallel_size);
     RUN(api_key_env);
     RUN(tensor_parallel);

@@ -336,7 +336,7 @@ static void step_make(Step *st, int S, const int *len0, const int *chunk, int32_
     }
     st->qs[S] = T;
     st->b = (BatchMeta){T, S, st->ids, st->pos, st->slot, st->qs, st->sl, st->bt, MAXB, BLOCK, maxq, maxs,
-                        st->lr, R};
+                        st->lr, R, NULL};
 }
 
 /* The logits row of sequence s's last token in step st. */

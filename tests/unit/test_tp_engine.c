@@ -229,7 +229,7 @@ TEST(forward_sample) {
                 if (len[s] > maxs) maxs = len[s];
             }
             qs[3] = T;
-            BatchMeta b = {T, 3, ids, pos, slot, qs, sl, bt, MAXB, BLOCK, maxq, maxs, lr, 3};
+            BatchMeta b = {T, 3, ids, pos, slot, qs, sl, bt, MAXB, BLOCK, maxq, maxs, lr, 3, NULL};
             /* both paths write the same K/V into the same slots: running them back to back is safe */
             rc = tp_group_forward(g, &b, lg, err);
             EXPECT_MSG(rc == 0, "%s", err);
@@ -255,7 +255,7 @@ TEST(forward_sample) {
             sb.rows = rows5;
             sb.num_rows = 5;
             int32_t i5[5] = {1, 2, 3, 4, 5}, p5[5] = {0, 1, 2, 3, 4}, q5[2] = {0, 5}, s5[1] = {5}, got[5];
-            BatchMeta b = {5, 1, i5, p5, p5, q5, s5, bt, MAXB, BLOCK, 5, 5, p5, 5};
+            BatchMeta b = {5, 1, i5, p5, p5, q5, s5, bt, MAXB, BLOCK, 5, 5, p5, 5, NULL};
             EXPECT(tp_group_forward_sample(g, &b, &sb, got, NULL, err) == -1);
             EXPECT_CONTAINS(err, "max_seqs");
         }

@@ -196,6 +196,15 @@ static void cpu_set_batch(Backend *b, const BatchMeta *m) {
     bt->num_logits_rows = (int)R;
     if (T) {
         memcpy(bt->token_ids, m->token_ids, T * 4);
+        if (m->token_src_row)   /* async scheduling: pending tokens from the last launched samples */
+            for (size_t t = 0; t < T; t++)
+                if (m->token_src_row[t] >= 0) {
+                    int32_t tok = cpu_sample_pending_token(c, m->token_src_row[t]);
+                    CHECK(tok != -2);   /* a row the last launch did not sample: an engine bug */
+                    /* -1 (a row with no allowed token): the engine fails that sequence when it
+                     * collects the row and drops this step's token; any valid id will do */
+                    bt->token_ids[t] = tok < 0 ? 0 : tok;
+                }
         memcpy(bt->positions, m->positions, T * 4);
         memcpy(bt->slot_mapping, m->slot_mapping, T * 4);
     }
@@ -223,6 +232,7 @@ static void cpu_destroy(Backend *b) {
         free(c->rope_cos); free(c->rope_sin); free(c->xsplit);
         free(c->logits_keep);
         cpu_samplers_free(c);
+        for (int i = 0; i < 2; i++) { free(c->async_out[i].tokens); free(c->async_out[i].lps); }
         for (size_t i = 0; i < c->n_owned; i++) free(c->owned[i]);
         free(c->owned);
         free(c);
@@ -252,6 +262,8 @@ static const BackendOps CPU_OPS = {
     .sample = cpu_sample,
     .sync = NULL,
     .destroy = cpu_destroy,
+    .sample_launch = cpu_sample_launch,
+    .sample_collect = cpu_sample_collect,
 };
 
 Backend *backend_cpu_new(const BackendOptions *opt, char *err) {
@@ -270,6 +282,7 @@ Backend *backend_cpu_new(const BackendOptions *opt, char *err) {
     b->act_dtype = DT_F32;
     b->kv_dtype = kv;
     b->ctx = c;
+    c->async_last = -1;
     c->pool = pool_new(opt->threads, err);
     if (!c->pool) { free(c); free(b); return NULL; }
     c->nthreads = pool_size(c->pool);

@@ -50,6 +50,10 @@ typedef struct CpuCtx {
     int logits_R, logits_V;
     struct Sampler *samplers; /* [nthreads], created on the first sample call */
     int samplers_V;
+    /* sample_launch's two output slots (async scheduling, cpu_sample.c): the CPU samples at
+     * launch, so a slot is complete once launched; set_batch reads pending tokens from `last` */
+    struct { int32_t *tokens; LogprobEntry *lps; int R, cap; } async_out[2];
+    int async_head, async_inflight, async_last;
     /* weights this backend allocated (dummy fills), freed by weight_free / destroy */
     void **owned;
     size_t n_owned, cap_owned;
@@ -83,6 +87,11 @@ void cpu_gather_rows(Backend *b, void *out, const void *x, int D);
 /* cpu_sample.c: the host sampler over the kept logits (the `sample` op), and its teardown. */
 int cpu_sample(Backend *b, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 void cpu_samplers_free(CpuCtx *c);
+/* The async-scheduling pair (backend.h sample_launch / sample_collect) and set_batch's source
+ * of pending tokens: row `row` of the last launched step's samples (-2 if it has no such row). */
+int cpu_sample_launch(Backend *b, const struct SampleBatch *sb, char *err);
+int cpu_sample_collect(Backend *b, int32_t *tokens, LogprobEntry *lps, char *err);
+int32_t cpu_sample_pending_token(const CpuCtx *c, int row);
 
 /* Rope inverse frequencies [hd/2] exactly as HF computes them in float32 (default and llama3). */
 void cpu_rope_inv_freq(const RopeParams *rope, int hd, float *inv_freq);

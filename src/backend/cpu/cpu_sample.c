@@ -6,6 +6,7 @@
  * grammar masks, seeds and preemption all go through SampleBatch rows here exactly as they do on
  * the GPU. Each worker thread has its own Sampler (scratch sized for the vocabulary). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 #include "sample/sampler.h"
@@ -56,4 +57,44 @@ void cpu_samplers_free(CpuCtx *c) {
     free(c->samplers);
     c->samplers = NULL;
     c->samplers_V = 0;
+}
+
+/* Samples at launch (the CPU has nothing to overlap with) into the next of two slots; collect
+ * hands the oldest back. Keeps the backend.h contract so the core's async path runs on the CPU
+ * exactly as on a GPU, tokens read back from the previous step's slot included. */
+int cpu_sample_launch(Backend *b, const SampleBatch *sb, char *err) {
+    CpuCtx *c = cpu_ctx(b);
+    if (c->async_inflight >= 2) return pg_err(err, "cpu sample_launch: two steps already launched");
+    int slot = (c->async_head + c->async_inflight) % 2, R = sb->num_rows;
+    if (R > c->async_out[slot].cap) {
+        int32_t *t = realloc(c->async_out[slot].tokens, (size_t)R * sizeof *t);
+        if (t) c->async_out[slot].tokens = t;
+        LogprobEntry *l = realloc(c->async_out[slot].lps, (size_t)R * sizeof *l);
+        if (l) c->async_out[slot].lps = l;
+        if (!t || !l) return pg_err(err, "cpu sample_launch: out of memory");
+        c->async_out[slot].cap = R;
+    }
+    if (cpu_sample(b, sb, c->async_out[slot].tokens, c->async_out[slot].lps, err) != 0) return -1;
+    c->async_out[slot].R = R;
+    c->async_last = slot;
+    c->async_inflight++;
+    return 0;
+}
+
+int cpu_sample_collect(Backend *b, int32_t *tokens, LogprobEntry *lps, char *err) {
+    CpuCtx *c = cpu_ctx(b);
+    if (c->async_inflight == 0) return pg_err(err, "cpu sample_collect: nothing launched");
+    int slot = c->async_head, R = c->async_out[slot].R;
+    if (R > 0) {
+        memcpy(tokens, c->async_out[slot].tokens, (size_t)R * sizeof *tokens);
+        if (lps) memcpy(lps, c->async_out[slot].lps, (size_t)R * sizeof *lps);
+    }
+    c->async_head = (slot + 1) % 2;
+    c->async_inflight--;
+    return 0;
+}
+
+int32_t cpu_sample_pending_token(const CpuCtx *c, int row) {
+    if (c->async_last < 0 || row < 0 || row >= c->async_out[c->async_last].R) return -2;
+    return c->async_out[c->async_last].tokens[row];
 }

@@ -129,7 +129,7 @@ int cuda_decode_splits(const CudaCtx *c, int Sd, int Hkv) {
 /* int32 elements of the staging buffer for a step of T tokens, S sequences, R logits rows and
  * block-table rows of mb entries (fields rounded up to 4 elements; see cu_set_batch). */
 static size_t meta_need(int T, int S, int R, int mb) {
-    return (size_t)T * 3 + (size_t)(S + 1) + (size_t)S + (size_t)R + 2 * (size_t)S + 4 +
+    return (size_t)T * 4 + (size_t)(S + 1) + (size_t)S + (size_t)R + 2 * (size_t)S + 4 +
            (size_t)S * (size_t)mb + 64;
 }
 
@@ -147,6 +147,7 @@ void cuda_meta_reserve(CudaCtx *c, int max_tokens, int max_seqs, int max_blocks_
     size_t need = meta_need(max_tokens, max_seqs, max_tokens, max_blocks_per_seq > 0 ? max_blocks_per_seq : 1);
     CUDA_CHECK(cudaEventSynchronize(c->meta_done));
     if (need > c->meta_cap) meta_realloc(c, need);
+    cuda_prev_tokens_reserve(c, max_seqs);   /* the embed's pending-token source never moves */
 }
 
 /* Extra logits row i (>= R) of a padded step: a padding token while there are any, else 0. */
@@ -156,7 +157,7 @@ static int32_t pad_logits_row(int T, int Tp, int R, size_t i) {
 }
 
 /* Packs the step's metadata into the pinned staging buffer and uploads it with one copy.
- * Layout: token_ids, positions, slot_mapping [T]; query_start [S+1]; seq_lens [S];
+ * Layout: token_ids, positions, slot_mapping, token_src_row [T]; query_start [S+1]; seq_lens [S];
  * logits_rows [R]; prefill_seqs, decode_seqs [S]; the block-table stride [1]; block_tables
  * [S, mb] last, so that every pointer a decode graph bakes in depends on (T, S, R) only and
  * the stride is read on the device.
@@ -201,6 +202,7 @@ static void cu_set_batch(Backend *b, const BatchMeta *m) {
     PUT(token_ids, m->token_ids, T, Tp, 0);
     PUT(positions, m->positions, T, Tp, 0);
     PUT(slot_mapping, m->slot_mapping, T, Tp, -1);
+    PUT(token_src_row, m->token_src_row, T, Tp, -1);   /* NULL: all -1 (every id in token_ids) */
     PUT(query_start, m->query_start, S + 1, Sp + 1, (int32_t)i_);   /* padding seq i_ = token i_ */
     PUT(seq_lens, m->seq_lens, S, Sp, 1);
     PUT(logits_rows, m->logits_rows, R, Rp, pad_logits_row(T, Tp, R, i_));
@@ -401,6 +403,14 @@ static int cu_sample(Backend *b, const SampleBatch *sb, int32_t *tokens, Logprob
     return cuda_sample(cuda_ctx(b), sb, tokens, lps, err);
 }
 
+static int cu_sample_launch(Backend *b, const SampleBatch *sb, char *err) {
+    return cuda_sample_launch(cuda_ctx(b), sb, err);
+}
+
+static int cu_sample_collect(Backend *b, int32_t *tokens, LogprobEntry *lps, char *err) {
+    return cuda_sample_collect(cuda_ctx(b), tokens, lps, err);
+}
+
 static void cu_sync(Backend *b) {
     CudaCtx *c = cuda_ctx(b);
     cuda_graph_flush(c);
@@ -437,6 +447,7 @@ static void cu_destroy(Backend *b) {
         if (c->d_samp_out) cudaFree(c->d_samp_out);
         if (c->h_samp_out) cudaFreeHost(c->h_samp_out);
         if (c->samp_work) cudaFree(c->samp_work);
+        cuda_sample_async_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->d_meta) cudaFree(c->d_meta);
         if (c->h_meta) cudaFreeHost(c->h_meta);
@@ -460,6 +471,7 @@ static const BackendOps CUDA_OPS = {
     cu_silu_mul,  cu_gather_rows, cu_logits,    cu_sample, cu_sync, cu_destroy,
     cu_mem_total, cuda_capture_graphs,
     cuda_logits_device, cuda_logits_from_shards,
+    cu_sample_launch, cu_sample_collect,
 };
 
 extern "C" long backend_cuda_fused_launches(const Backend *b) {

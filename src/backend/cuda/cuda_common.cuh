@@ -104,6 +104,8 @@ typedef struct DevBatch {
     int32_t *token_ids;    /* [T] */
     int32_t *positions;    /* [T] */
     int32_t *slot_mapping; /* [T] */
+    int32_t *token_src_row;/* [T] -1, or the row of d_prev_tokens holding the token (async
+                              scheduling: the previous launched step's sample) */
     int32_t *query_start;  /* [S+1] */
     int32_t *seq_lens;     /* [S] */
     int32_t *block_tables; /* [S, max_blocks_per_seq] */
@@ -224,8 +226,22 @@ typedef struct CudaCtx {
     int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */
     /* device sampler (sample.cu): packed rows/edits/masks in, SampleOut per row back, and the
      * processed rows */
-    void *d_samp_in, *h_samp_in; size_t samp_in_cap;    /* bytes */
+    void *d_samp_in; size_t samp_in_cap;                 /* bytes (every call's input) */
+    void *h_samp_in; size_t samp_h_in_cap;              /* bytes (cuda_sample's staging) */
     void *d_samp_out, *h_samp_out; size_t samp_out_cap; /* bytes */
+    /* async scheduling (sample_async.cu): two slots of launched, uncollected samplings, each
+     * with its own staging, output and copy of the SampleRows (for the logprobs on collect);
+     * and the fixed buffer every launched sampler also writes its token ids to, which the next
+     * step's embed reads (BatchMeta.token_src_row; CUDA graphs bake its address) */
+    struct CudaSampSlot {
+        void *h_in; size_t h_in_cap;
+        void *d_out, *h_out; size_t out_cap;
+        struct SampleRow *rows; int rows_cap;
+        int R;
+        cudaEvent_t done;      /* the slot's copy-back is complete */
+    } samp_slot[2];
+    int samp_head, samp_inflight;
+    int32_t *d_prev_tokens; int prev_tokens_cap;        /* [cap] */
     float *samp_work; size_t samp_work_cap;             /* floats */
     float *rope_inv_freq;  /* [hd/2], for rope_key */
     float2 *rope_tab;      /* [T, hd/2] (cos, sin) of this step's positions, bf16-rounded */
@@ -493,6 +509,21 @@ void cuda_gemv4_pro(CudaCtx *c, const GemvSegs *sg, const GemvPro *p, int rows, 
 
 /* sample.cu: the device sampler over the last logits (sample/sample_batch.h). Blocks. */
 int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
+/* sample.cu, shared with sample_async.cu. enqueue: stages sb (R = sb->num_rows > 0) through the
+ * pinned *h_in (grown; must not be the source of a queued copy), launches the sampler on the
+ * last logits writing the device *d_out (grown with *h_out) and, when tok_out is non-NULL, the
+ * ids to tok_out[R], and queues the copy of *d_out to *h_out. No wait. 0 or -1 + err.
+ * unpack: a completed *h_out to tokens[R] and lps[r] (rows with num_logprobs >= 0). */
+int cuda_sample_enqueue(CudaCtx *c, const SampleBatch *sb, void **h_in, size_t *h_in_cap, void **d_out,
+                        void **h_out, size_t *out_cap, int32_t *tok_out, char *err);
+void cuda_sample_unpack(const void *h_out, int R, const struct SampleRow *rows, int32_t *tokens, LogprobEntry *lps);
+/* sample_async.cu: the backend ops sample_launch / sample_collect (backend.h), the buffer
+ * the embed reads pending tokens from (reserved for max_seqs rows before graph capture), and
+ * the teardown. */
+int cuda_sample_launch(CudaCtx *c, const SampleBatch *sb, char *err);
+int cuda_sample_collect(CudaCtx *c, int32_t *tokens, LogprobEntry *lps, char *err);
+void cuda_prev_tokens_reserve(CudaCtx *c, int rows);
+void cuda_sample_async_free(CudaCtx *c);
 /* graph.cu: runs one recorded op; flushes the log eagerly; finishes a recorded step at logits
  * (replay, capture or eager run), leaving fp32 logits in c->logits_f32. */
 void cuda_oprec_run(CudaCtx *c, const OpRec *r);

@@ -19,9 +19,35 @@ __global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, in
     }
 }
 
+/* out[t, :] = emb[id, :] with id = token_ids[t], or prev[src[t]] where src[t] >= 0 (async
+ * scheduling: the token the previous launched step sampled, never seen by the host). prev may be
+ * NULL when no src entry is >= 0. One block per token. */
+__global__ void embed_kernel(bf16 *out, const bf16 *emb, const int32_t *ids, const int32_t *src,
+                             const int32_t *prev, int D) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
+    int t = blockIdx.x;
+    int s = src[t];
+    int64_t from = s >= 0 ? prev[s] : ids[t];
+    /* a row the sampler left at -1 (nothing allowed): the engine fails that sequence when it
+     * collects the row and drops this step's token; any valid row will do */
+    if (from < 0) from = 0;
+    const bf16 *e = emb + from * D;
+    bf16 *o = out + (int64_t)t * D;
+    if ((D & 7) == 0) {
+        const uint4 *e4 = (const uint4 *)e;
+        uint4 *o4 = (uint4 *)o;
+        for (int i = threadIdx.x; i < D / 8; i += blockDim.x) o4[i] = e4[i];
+    } else {
+        for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = e[i];
+    }
+}
+
 void cuda_embed(CudaCtx *c, bf16 *out, const bf16 *emb, int D) {
     if (c->T <= 0) return;
-    cuda_launch(c, gather_kernel, dim3(c->T), dim3(128), 0, out, emb, c->dev.token_ids, D);
+    /* the addresses (metadata and d_prev_tokens) are fixed while graphs replay them */
+    cuda_launch(c, embed_kernel, dim3(c->T), dim3(128), 0, out, emb, (const int32_t *)c->dev.token_ids,
+                (const int32_t *)c->dev.token_src_row, (const int32_t *)c->d_prev_tokens, D);
     CUDA_LAUNCH_CHECK(c);
 }
 

@@ -474,7 +474,7 @@ __device__ int top_raw(SampleShared *sh, const float *x, int V, float mraw, int 
 __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restrict__ logits,
         float *__restrict__ work, int V, const SampleRow *__restrict__ rows,
         const LogitEdit *__restrict__ edits, const uint32_t *__restrict__ masks, int mask_words,
-        SampleOut *__restrict__ out) {
+        SampleOut *__restrict__ out, int32_t *__restrict__ tok_out) {
     __shared__ SampleShared sh;
     const int row = blockIdx.x;
     const SampleRow r = rows[row];
@@ -540,50 +540,53 @@ __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restr
             out[row].logprob = tok >= 0 ? raw[tok] - lse : 0.0f;
         }
     }
-    if (t == 0) out[row].token = tok;
+    if (t == 0) {
+        out[row].token = tok;
+        if (tok_out) tok_out[row] = tok;   /* async scheduling: the next step's embed reads it */
+    }
 }
 
 /* ------------------------------------------------------------------ host side */
 
-int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
+/* Grows a device / pinned host pair to `bytes` (x2 headroom); the frees synchronize. */
+static void grow_pair(void **d, void **h, size_t *cap, size_t bytes) {
+    if (bytes <= *cap) return;
+    if (d && *d) CUDA_CHECK(cudaFree(*d));
+    if (h && *h) CUDA_CHECK(cudaFreeHost(*h));
+    size_t cap2 = bytes * 2;
+    if (d) CUDA_CHECK(cudaMalloc(d, cap2));
+    if (h) CUDA_CHECK(cudaMallocHost(h, cap2));
+    *cap = cap2;
+}
+
+int cuda_sample_enqueue(CudaCtx *c, const SampleBatch *sb, void **h_in, size_t *h_in_cap, void **d_out,
+                        void **h_out, size_t *out_cap, int32_t *tok_out, char *err) {
     const int R = sb->num_rows, V = sb->vocab_size;
-    if (R <= 0) return 0;
     if (R != c->logits_R || V != c->logits_V)
         return pg_err(err, "cuda sample: %d rows of vocab %d, but the last logits were %d x %d", R, V,
                       c->logits_R, c->logits_V);
-    cuda_graph_flush(c);
-    const double ht0 = c->host_times ? time_now_s() : 0;
     size_t rows_b = (size_t)R * sizeof(SampleRow);
     size_t edits_b = (size_t)sb->num_edits * sizeof(LogitEdit);
     size_t masks_b = (size_t)sb->num_masks * sb->mask_words * sizeof(uint32_t);
     size_t off_e = (rows_b + 255) & ~(size_t)255, off_m = (off_e + edits_b + 255) & ~(size_t)255;
     size_t in_b = off_m + masks_b;
     size_t out_b = (size_t)R * sizeof(SampleOut);
-    /* No wait here: the previous call's copies of the staging buffers ended with its final
-     * cudaStreamSynchronize, and this step's forward may still be running: the copies and the
-     * kernel below queue behind it (model_forward_sample). The reallocations synchronize. */
-    if (in_b > c->samp_in_cap) {
-        if (c->d_samp_in) CUDA_CHECK(cudaFree(c->d_samp_in));
-        if (c->h_samp_in) CUDA_CHECK(cudaFreeHost(c->h_samp_in));
-        size_t cap = in_b * 2;
-        CUDA_CHECK(cudaMalloc(&c->d_samp_in, cap));
-        CUDA_CHECK(cudaMallocHost(&c->h_samp_in, cap));
-        c->samp_in_cap = cap;
+    /* The device input buffer is one for every call: the copy below queues behind the kernel
+     * of the previous call. The pinned staging buffer *h_in must not be in use by a queued copy
+     * (the caller's contract). The reallocations synchronize. */
+    grow_pair(&c->d_samp_in, NULL, &c->samp_in_cap, in_b);
+    if (in_b > *h_in_cap) {
+        if (*h_in) CUDA_CHECK(cudaFreeHost(*h_in));
+        CUDA_CHECK(cudaMallocHost(h_in, in_b * 2));
+        *h_in_cap = in_b * 2;
     }
-    if (out_b > c->samp_out_cap) {
-        if (c->d_samp_out) CUDA_CHECK(cudaFree(c->d_samp_out));
-        if (c->h_samp_out) CUDA_CHECK(cudaFreeHost(c->h_samp_out));
-        size_t cap = out_b * 2;
-        CUDA_CHECK(cudaMalloc(&c->d_samp_out, cap));
-        CUDA_CHECK(cudaMallocHost(&c->h_samp_out, cap));
-        c->samp_out_cap = cap;
-    }
+    grow_pair(d_out, h_out, out_cap, out_b);
     if ((size_t)R * V > c->samp_work_cap) {
         if (c->samp_work) CUDA_CHECK(cudaFree(c->samp_work));
         CUDA_CHECK(cudaMalloc(&c->samp_work, (size_t)R * V * sizeof(float)));
         c->samp_work_cap = (size_t)R * V;
     }
-    char *h = (char *)c->h_samp_in;
+    char *h = (char *)*h_in;
     memcpy(h, sb->rows, rows_b);
     if (edits_b) memcpy(h + off_e, sb->edits, edits_b);
     if (masks_b) memcpy(h + off_m, sb->masks, masks_b);
@@ -591,20 +594,17 @@ int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry
     char *d = (char *)c->d_samp_in;
     sample_kernel<<<R, SB_THREADS, 0, c->stream>>>(c->logits_f32, c->samp_work, V, (const SampleRow *)d,
                                                    (const LogitEdit *)(d + off_e), (const uint32_t *)(d + off_m),
-                                                   sb->mask_words, (SampleOut *)c->d_samp_out);
+                                                   sb->mask_words, (SampleOut *)*d_out, tok_out);
     CUDA_LAUNCH_CHECK(c);
-    CUDA_CHECK(cudaMemcpyAsync(c->h_samp_out, c->d_samp_out, out_b, cudaMemcpyDeviceToHost, c->stream));
-    const double ht1 = c->host_times ? time_now_s() : 0;
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->host_times) {
-        c->ht_samples++;
-        c->ht_sample += ht1 - ht0;
-        c->ht_wait += time_now_s() - ht1;
-    }
-    const SampleOut *o = (const SampleOut *)c->h_samp_out;
+    CUDA_CHECK(cudaMemcpyAsync(*h_out, *d_out, out_b, cudaMemcpyDeviceToHost, c->stream));
+    return 0;
+}
+
+void cuda_sample_unpack(const void *h_out, int R, const SampleRow *rows, int32_t *tokens, LogprobEntry *lps) {
+    const SampleOut *o = (const SampleOut *)h_out;
     for (int r = 0; r < R; r++) {
         tokens[r] = o[r].token;
-        if (lps && sb->rows[r].num_logprobs >= 0) {
+        if (lps && rows[r].num_logprobs >= 0) {
             LogprobEntry *lp = &lps[r];
             lp->token = o[r].token;
             lp->logprob = o[r].logprob;
@@ -616,5 +616,26 @@ int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry
             }
         }
     }
+}
+
+/* No wait before the kernel: the previous call's copies of the staging buffers ended with its
+ * final cudaStreamSynchronize, and this step's forward may still be running: the copies and the
+ * kernel queue behind it (model_forward_sample). */
+int cuda_sample(CudaCtx *c, const SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err) {
+    const int R = sb->num_rows;
+    if (R <= 0) return 0;
+    cuda_graph_flush(c);
+    const double ht0 = c->host_times ? time_now_s() : 0;
+    if (cuda_sample_enqueue(c, sb, &c->h_samp_in, &c->samp_h_in_cap, &c->d_samp_out, &c->h_samp_out, &c->samp_out_cap,
+                            NULL, err) != 0)
+        return -1;
+    const double ht1 = c->host_times ? time_now_s() : 0;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->host_times) {
+        c->ht_samples++;
+        c->ht_sample += ht1 - ht0;
+        c->ht_wait += time_now_s() - ht1;
+    }
+    cuda_sample_unpack(c->h_samp_out, R, sb->rows, tokens, lps);
     return 0;
 }
