@@ -146,14 +146,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nblocks && i < 1024; i++) bt[i] = i;
     for (int i = 0; i < prompt; i++) ids[i] = (int32_t)((1000 + 7919 * i) % V), pos[i] = i, slot[i] = i;
     int32_t qs[2] = {0, prompt}, sl[1] = {prompt}, lr[1] = {prompt - 1};
-    BatchMeta b = {prompt, 1, ids, pos, slot, qs, sl, bt, nblocks, BLOCK, prompt, prompt, lr, 1};
+    BatchMeta b = {prompt, 1, ids, pos, slot, qs, sl, bt, nblocks, BLOCK, prompt, prompt, lr, 1, NULL};
     if (tp_group_forward(g, &b, logits, err)) goto out;
     int32_t tok = argmax(logits, V);
     int len = prompt;
     double t_dec = 0;
     for (int k = -4; k < decode; k++) {
         int32_t p1 = len, s1 = len, q1[2] = {0, 1}, n1 = len + 1, r1 = 0;
-        BatchMeta d = {1, 1, &tok, &p1, &s1, q1, &n1, bt, nblocks, BLOCK, 1, n1, &r1, 1};
+        BatchMeta d = {1, 1, &tok, &p1, &s1, q1, &n1, bt, nblocks, BLOCK, 1, n1, &r1, 1, NULL};
         double ts = time_now_s();
         if (tp_group_forward(g, &d, logits, err)) goto out;
         tok = argmax(logits, V);

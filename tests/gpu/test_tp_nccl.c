@@ -59,7 +59,7 @@ static void step_make(Step *st, int S, const int *len0, const int *chunk, int32_
     }
     st->qs[S] = T;
     st->b = (BatchMeta){T, S, st->ids, st->pos, st->slot, st->qs, st->sl, st->bt, MAXB, BLOCK, maxq, maxs,
-                        st->lr, T};
+                        st->lr, T, NULL};
 }
 
 static int argmax(const float *x, int V) {
