@@ -17,7 +17,8 @@
 # KV caches: output tok/s, the engine's step phases and the start-up log (weights, activations,
 # KV GB, blocks, concurrency, CUDA graphs, ready time); batch-1 decode through the engine
 # (`pagellm bench latency`, 1 vs 513 output tokens).
-# ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting. ENGINE_THR=0:
+# ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting (default:
+# PAGELLM_ASYNC_SCHEDULING=1, after test_cuda_async's sync-vs-async token check). ENGINE_THR=0:
 # no throughput runs.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
@@ -135,7 +136,7 @@ if [ $MODEL -eq 1 ] || [ $ENGINE -eq 1 ]; then
   fi
   FB=${GPU_FULL_BUILD_DIR:-/tmp/pagellm-gpu-full}
   { cmake -S . -B $FB -G Ninja -DPAGELLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release &&
-    cmake --build $FB -j 16 --target test_cuda_model pagellm; } > /tmp/model_build.log 2>&1
+    cmake --build $FB -j 16 --target test_cuda_model test_cuda_async pagellm; } > /tmp/model_build.log 2>&1
   FULL_RC=$?
   echo "full build rc=$FULL_RC ($(( $(date +%s) - T0 )) s)"
   [ $FULL_RC -eq 0 ] || tail -30 /tmp/model_build.log
@@ -189,6 +190,12 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   # batch-1 decode through the engine (device sampling, token ids only back to the host):
   # `pagellm bench latency` at 1 and 513 output tokens; decode rate = 512 / the difference
   # ENGINE_LAT_ENVS="VAR=v;...": the same again with each setting (A/B of engine-side knobs)
+  # --async-scheduling (session 4, not yet measured when written): the same tokens as the
+  # synchronous engine on identical batches (8B dummy weights), and batch-1 ms/token both ways
+  timeout 240 $FB/test_cuda_async $M --dummy > "$OUT/test_cuda_async.log" 2>&1
+  echo "test_cuda_async rc=$? ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/engine.txt"
+  grep -E "FAIL|ms/token|same tokens|PASSED" "$OUT/test_cuda_async.log" | tail -12 | sed 's/^/    /' | tee -a "$OUT/engine.txt"
+  ENGINE_LAT_ENVS=${ENGINE_LAT_ENVS-PAGELLM_ASYNC_SCHEDULING=1}
   IFS=';' read -ra LATS <<< "default${ENGINE_LAT_ENVS:+;$ENGINE_LAT_ENVS}"
   for le in "${LATS[@]}"; do
     if [ "$le" = default ]; then set --; else set -- env $le; fi
