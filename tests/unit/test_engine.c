@@ -14,12 +14,8 @@
 #include "sample/grammar/grammar.h"
 #include "util/err.h"
 #include "util/rng.h"
+#include "fake_engine.h"
 
-#define FV 200         /* fake vocab: ids < 64 are sampled, prompts use 100..163 */
-#define FSAMPLED 64
-#define FEOS 0
-
-typedef struct { int32_t tok, pos; } FakeSlot;
 typedef struct {
     FakeSlot *kv;
     int num_slots, block_size;
@@ -35,32 +31,12 @@ static int fake_forward(void *ctx, const BatchMeta *b, float *logits, char *err)
     FakeModel *m = ctx;
     if (b->num_tokens > m->max_T) m->max_T = b->num_tokens;
     if (b->num_seqs > m->max_S) m->max_S = b->num_seqs;
-    for (int t = 0; t < b->num_tokens; t++) {
-        int s = b->slot_mapping[t];
-        if (s < 0 || s >= m->num_slots) { m->bad++; return pg_err(err, "slot %d out of range", s); }
-        m->kv[s] = (FakeSlot){b->token_ids[t], b->positions[t]};
-    }
-    for (int i = 0; i < b->num_seqs; i++) {
-        int q0 = b->query_start[i], q1 = b->query_start[i + 1];
-        if (q1 <= q0 || b->positions[q1 - 1] != b->seq_lens[i] - 1) m->bad++;
-        for (int t = q0 + 1; t < q1; t++) if (b->positions[t] != b->positions[t - 1] + 1) m->bad++;
-    }
+    if (fake_store_tokens(m->kv, m->num_slots, b, b->token_ids, &m->bad, err) != 0) return -1;
     for (int r = 0; r < b->num_logits_rows; r++) {
-        int row = b->logits_rows[r], i = 0;
-        while (!(b->query_start[i] <= row && row < b->query_start[i + 1])) i++;
-        const int32_t *bt = b->block_tables + (size_t)i * b->max_blocks_per_seq;
-        int len = b->positions[row] + 1, prompt_like = 0;
-        uint64_t h = 0x1234;
-        for (int p = 0; p < len; p++) {
-            FakeSlot sl = m->kv[bt[p / m->block_size] * m->block_size + p % m->block_size];
-            if (sl.pos != p) m->bad++;
-            h = splitmix64(h ^ (uint64_t)sl.tok);
-            if (sl.tok >= 100) prompt_like++;
-        }
+        int len, prompt_like;
+        uint64_t h = fake_row_hash(m->kv, m->block_size, b, r, &m->bad, &len, &prompt_like);
         float *l = logits + (size_t)r * FV;
-        for (int v = 0; v < FV; v++)
-            l[v] = v < FSAMPLED ? u64_to_unit_f32(splitmix64(h + (uint64_t)v)) * 6.0f - 3.0f : -INFINITY;
-        l[FEOS] -= 2.0f;   /* EOS: rare but possible */
+        fake_row_logits(l, h, 2.0f);
         if (m->script) {
             /* output index = tokens after the prompt; prompts here use ids >= 100 only */
             int k = len - prompt_like;
@@ -72,22 +48,12 @@ static int fake_forward(void *ctx, const BatchMeta *b, float *logits, char *err)
 
 /* Fake text: token v is the piece pieces[v] (default "<v>"). */
 static const char *pieces[FV + 200];
-static void *fd_open(void *ctx, int skip) { (void)ctx; (void)skip; return malloc(1); }
-static size_t fd_append(char **out, size_t *len, size_t *cap, const char *s) {
-    size_t n = strlen(s);
-    if (*len + n + 1 > *cap) { *cap = (*len + n + 1) * 2; *out = realloc(*out, *cap); }
-    memcpy(*out + *len, s, n + 1);
-    *len += n;
-    return n;
-}
 static size_t fd_push(void *st, int32_t id, char **out, size_t *len, size_t *cap) {
     (void)st;
     char buf[16];
     const char *s = id >= 0 && id < FV && pieces[id] ? pieces[id] : (snprintf(buf, sizeof buf, "<%d>", id), buf);
     return fd_append(out, len, cap, s);
 }
-static size_t fd_flush(void *st, char **out, size_t *len, size_t *cap) { (void)st; return fd_append(out, len, cap, ""); }
-static void fd_close(void *st) { free(st); }
 
 static FakeModel FM;
 
@@ -150,23 +116,6 @@ static void run_all(Engine *e) {
     collect(e);
 }
 
-/* Random prompts use ids 100..163, which the fake model never samples. */
-typedef struct { int32_t p[128]; int n; int max_tokens; } Prompt;
-
-static void make_prompts(Prompt *ps, int count, uint64_t seed) {
-    Rng r; rng_seed(&r, seed);
-    int32_t shared[3][64];
-    for (int f = 0; f < 3; f++) for (int i = 0; i < 64; i++) shared[f][i] = 100 + (int32_t)(rng_next(&r) % 64);
-    for (int k = 0; k < count; k++) {
-        Prompt *p = &ps[k];
-        p->n = 1 + (int)(rng_next(&r) % 60);
-        int fam = (int)(rng_next(&r) % 4), pre = fam < 3 ? (int)(rng_next(&r) % 40) : 0;
-        for (int i = 0; i < p->n; i++)
-            p->p[i] = i < pre ? shared[fam][i] : 100 + (int32_t)(rng_next(&r) % 64);
-        p->max_tokens = 1 + (int)(rng_next(&r) % 24);
-    }
-}
-
 static void submit(Engine *e, uint64_t id, const Prompt *p, SamplingParams *sp) {
     char err[PG_ERR_LEN];
     EngineRequest rq = {.id = id, .prompt = p->p, .prompt_len = p->n, .params = *sp, .grammar_start_token = -1};
@@ -178,7 +127,7 @@ static void submit(Engine *e, uint64_t id, const Prompt *p, SamplingParams *sp) 
 
 TEST(batched_equals_alone_with_chunking_and_preemption) {
     Prompt ps[64];
-    make_prompts(ps, 64, 11);
+    make_prompts(ps, 64, 11, 24);
     static Collected alone[64];
     for (int k = 0; k < 64; k++) {
         Engine *e = make_engine(64, 4, 256, 8, 0, 128);
@@ -322,7 +271,7 @@ TEST(stop_strings_across_tokens) {
 
 TEST(seeded_sampling_independent_of_batch) {
     Prompt ps[16];
-    make_prompts(ps, 16, 5);
+    make_prompts(ps, 16, 5, 24);
     SamplingParams sp; sampling_params_default(&sp);
     sp.temperature = 1.0f; sp.top_p = 0.9f; sp.top_k = 20; sp.has_seed = 1; sp.seed = 1234; sp.max_tokens = 20;
     sp.ignore_eos = 1;
@@ -442,7 +391,7 @@ TEST(engine_thread_and_notify) {
     engine_set_notify(e, on_notify, NULL);
     EXPECT(engine_start(e, err) == 0);
     Prompt ps[8];
-    make_prompts(ps, 8, 3);
+    make_prompts(ps, 8, 3, 24);
     memset(got, 0, sizeof got);
     for (int k = 0; k < 8; k++) {
         SamplingParams sp; sampling_params_default(&sp); sp.temperature = 0; sp.max_tokens = 5; sp.ignore_eos = 1;

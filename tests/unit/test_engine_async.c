@@ -20,12 +20,8 @@
 #include "sample/sampler.h"
 #include "util/err.h"
 #include "util/rng.h"
+#include "fake_engine.h"
 
-#define FV 200         /* fake vocab: ids < 64 are sampled, prompts use 100..163 */
-#define FSAMPLED 64
-#define FEOS 0
-
-typedef struct { int32_t tok, pos; } FakeSlot;
 typedef struct { int32_t tokens[512]; LogprobEntry lps[512]; int R; } FakeOut;
 typedef struct {
     FakeSlot *kv;
@@ -44,31 +40,11 @@ static FakeModel FM;
 
 /* test_engine.c's fake forward over already resolved ids (FM.ids). */
 static int fake_logits(FakeModel *m, const BatchMeta *b, float *logits, char *err) {
-    for (int t = 0; t < b->num_tokens; t++) {
-        int s = b->slot_mapping[t];
-        if (s < 0 || s >= m->num_slots) { m->bad++; return pg_err(err, "slot %d out of range", s); }
-        m->kv[s] = (FakeSlot){m->ids[t], b->positions[t]};
-    }
-    for (int i = 0; i < b->num_seqs; i++) {
-        int q0 = b->query_start[i], q1 = b->query_start[i + 1];
-        if (q1 <= q0 || b->positions[q1 - 1] != b->seq_lens[i] - 1) m->bad++;
-        for (int t = q0 + 1; t < q1; t++) if (b->positions[t] != b->positions[t - 1] + 1) m->bad++;
-    }
+    if (fake_store_tokens(m->kv, m->num_slots, b, m->ids, &m->bad, err) != 0) return -1;
     for (int r = 0; r < b->num_logits_rows; r++) {
-        int row = b->logits_rows[r], i = 0;
-        while (!(b->query_start[i] <= row && row < b->query_start[i + 1])) i++;
-        const int32_t *bt = b->block_tables + (size_t)i * b->max_blocks_per_seq;
-        int len = b->positions[row] + 1;
-        uint64_t h = 0x1234;
-        for (int p = 0; p < len; p++) {
-            FakeSlot sl = m->kv[bt[p / m->block_size] * m->block_size + p % m->block_size];
-            if (sl.pos != p) m->bad++;
-            h = splitmix64(h ^ (uint64_t)sl.tok);
-        }
-        float *l = logits + (size_t)r * FV;
-        for (int v = 0; v < FV; v++)
-            l[v] = v < FSAMPLED ? u64_to_unit_f32(splitmix64(h + (uint64_t)v)) * 6.0f - 3.0f : -INFINITY;
-        l[FEOS] -= 1.5f;   /* EOS: rare but possible */
+        int len, prompt_like;
+        uint64_t h = fake_row_hash(m->kv, m->block_size, b, r, &m->bad, &len, &prompt_like);
+        fake_row_logits(logits + (size_t)r * FV, h, 1.5f);
     }
     return 0;
 }
@@ -123,14 +99,6 @@ static int fake_collect(void *ctx, int32_t *tokens, LogprobEntry *lps, char *err
 }
 
 /* Fake text: token v is "<v>", except a few short pieces that stop strings can span. */
-static void *fd_open(void *ctx, int skip) { (void)ctx; (void)skip; return malloc(1); }
-static size_t fd_append(char **out, size_t *len, size_t *cap, const char *s) {
-    size_t n = strlen(s);
-    if (*len + n + 1 > *cap) { *cap = (*len + n + 1) * 2; *out = realloc(*out, *cap); }
-    memcpy(*out + *len, s, n + 1);
-    *len += n;
-    return n;
-}
 static size_t fd_push(void *st, int32_t id, char **out, size_t *len, size_t *cap) {
     (void)st;
     static const char *short_pieces[] = {"a", "b", "ab", "ba", "x"};
@@ -138,8 +106,6 @@ static size_t fd_push(void *st, int32_t id, char **out, size_t *len, size_t *cap
     const char *s = id >= 1 && id <= 5 ? short_pieces[id - 1] : (snprintf(buf, sizeof buf, "<%d>", id), buf);
     return fd_append(out, len, cap, s);
 }
-static size_t fd_flush(void *st, char **out, size_t *len, size_t *cap) { (void)st; return fd_append(out, len, cap, ""); }
-static void fd_close(void *st) { free(st); }
 
 static Engine *make_engine(int async, int num_blocks, int bs, int budget, int max_seqs, int caching, int max_len) {
     char err[PG_ERR_LEN];
@@ -201,23 +167,6 @@ static void take(Engine *e) {
         c->completion_tokens = o->completion_tokens;
         c->cached = o->cached_tokens;
         request_output_free(o);
-    }
-}
-
-typedef struct { int32_t p[128]; int n; int max_tokens; } Prompt;
-
-/* Random prompts use ids 100..163 (never sampled); three families share prefixes. */
-static void make_prompts(Prompt *ps, int count, uint64_t seed) {
-    Rng r; rng_seed(&r, seed);
-    int32_t shared[3][64];
-    for (int f = 0; f < 3; f++) for (int i = 0; i < 64; i++) shared[f][i] = 100 + (int32_t)(rng_next(&r) % 64);
-    for (int k = 0; k < count; k++) {
-        Prompt *p = &ps[k];
-        p->n = 1 + (int)(rng_next(&r) % 60);
-        int fam = (int)(rng_next(&r) % 4), pre = fam < 3 ? (int)(rng_next(&r) % 40) : 0;
-        for (int i = 0; i < p->n; i++)
-            p->p[i] = i < pre ? shared[fam][i] : 100 + (int32_t)(rng_next(&r) % 64);
-        p->max_tokens = 1 + (int)(rng_next(&r) % 40);
     }
 }
 
@@ -291,7 +240,7 @@ static Collected sync_out[NREQ][3], async_out[NREQ][3];
 
 static void compare(const Workload *w) {
     Prompt ps[NREQ];
-    make_prompts(ps, NREQ, 31 + (uint64_t)w->random * 7 + (uint64_t)w->mixed);
+    make_prompts(ps, NREQ, 31 + (uint64_t)w->random * 7 + (uint64_t)w->mixed, 40);
     EngineStats s0, s1;
     run_workload(w, 0, ps, sync_out, &s0);
     run_workload(w, 1, ps, async_out, &s1);
@@ -384,7 +333,7 @@ TEST(single_request_pipelines) {
     Engine *e = make_engine(1, 64, 4, 64, 8, 1, 96);
     char err[PG_ERR_LEN];
     Prompt ps[1];
-    make_prompts(ps, 1, 9);
+    make_prompts(ps, 1, 9, 40);
     SamplingParams sp;
     sampling_params_default(&sp);
     sp.temperature = 0;
@@ -424,7 +373,7 @@ TEST(collect_failure_fails_requests) {
     EXPECT(e != NULL);
     memset(got, 0, sizeof got);
     Prompt ps[2];
-    make_prompts(ps, 2, 5);
+    make_prompts(ps, 2, 5, 40);
     for (int k = 0; k < 2; k++) {
         SamplingParams sp;
         sampling_params_default(&sp);
