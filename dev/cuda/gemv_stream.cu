@@ -58,22 +58,6 @@ static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint
         ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
 }
 
-template <typename OutT> __device__ __forceinline__ void g3_store(OutT *p, float v);
-template <> __device__ __forceinline__ void g3_store<float>(float *p, float v) { *p = v; }
-template <> __device__ __forceinline__ void g3_store<bf16>(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float g3_dot8(uint4 a, uint4 b) {
-    const __nv_bfloat162 *a2 = (const __nv_bfloat162 *)&a, *b2 = (const __nv_bfloat162 *)&b;
-    float s = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 fa = __bfloat1622float2(a2[j]), fb = __bfloat1622float2(b2[j]);
-        s = fmaf(fa.x, fb.x, s);
-        s = fmaf(fa.y, fb.y, s);
-    }
-    return s;
-}
-
 /* Tile i of the launch -> (segment, first row, rows). tstart[s]: first tile of segment s. */
 struct G3Tile { int seg, row0, nr; };
 __device__ __forceinline__ G3Tile g3_tile(const GemvSegs &sg, const int *tstart, int SR, int i) {
@@ -139,7 +123,7 @@ __global__ void __launch_bounds__(G3_THREADS, 2) gemv3_kernel(GemvSegs sg, const
             for (int kc = tid; kc < K8; kc += G3_THREADS) {
                 const uint4 wv = wt[j * K8 + kc];
 #pragma unroll
-                for (int r = 0; r < R; r++) acc[r][j] += g3_dot8(wv, __ldg(x4 + (int64_t)r * K8 + kc));
+                for (int r = 0; r < R; r++) acc[r][j] += gemv_dot8(wv, __ldg(x4 + (int64_t)r * K8 + kc));
             }
         }
         float(*rd)[R * SRC] = red[k & 1];
@@ -168,7 +152,7 @@ __global__ void __launch_bounds__(G3_THREADS, 2) gemv3_kernel(GemvSegs sg, const
 #pragma unroll
             for (int q = 0; q < G3_THREADS / 32; q++) v += rd[q][r * SRC + j];
             const int N = sg.start[t.seg + 1] - sg.start[t.seg];
-            g3_store<OutT>((OutT *)sg.out[t.seg] + (int64_t)r * N + t.row0 + j, v);
+            gemv_store((OutT *)sg.out[t.seg] + (int64_t)r * N + t.row0 + j, v);
         }
         /* red is double-buffered: the next tile writes the other half, and the one after waits
          * behind the next tile's barrier, which every reader of this half has passed */

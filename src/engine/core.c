@@ -843,18 +843,15 @@ int engine_step(Engine *e) {
     }
     if (!e->failed && prev) {   /* the previous step, while the device runs this one */
         e->inflight = 0;
-        if (collect_and_postprocess(e, prev, &t3) == 0 && launched) {
+        collect_and_postprocess(e, prev, &t3);
+    }
+    if (!e->failed && launched) {
+        if (st->eligible) {     /* stays in flight: the next step's record is the other one */
             e->cur ^= 1;
             e->inflight = 1;
+        } else {                /* drain: this step runs synchronously */
+            collect_and_postprocess(e, st, &t3);
         }
-    } else if (!e->failed && launched) {
-        e->cur ^= 1;
-        e->inflight = 1;
-    }
-    if (!e->failed && launched && !st->eligible) {   /* drain: run this step synchronously */
-        e->cur ^= 1;
-        e->inflight = 0;
-        collect_and_postprocess(e, st, &t3);
     }
     reap(e);
     double t4 = time_now_s();

@@ -56,7 +56,7 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err);
  * sample/sample_batch.h). 0, or -1 + err. */
 int model_sample(Model *m, const struct SampleBatch *sb, int32_t *tokens, LogprobEntry *lps, char *err);
 /* model_forward(.., NULL, ..) then model_sample() (rows > 0), without waiting for the device in
- * between (PAGELLM_FORWARD_SYNC set: with the wait, as before). 0, or -1 + err. */
+ * between (the sampler queues behind the forward on the device). 0, or -1 + err. */
 int model_forward_sample(Model *m, const BatchMeta *b, const struct SampleBatch *sb, int32_t *tokens,
                          LogprobEntry *lps, char *err);
 /* Async scheduling (engine/core.h launch/collect), backends with sample_launch only, no tensor

@@ -21,7 +21,6 @@
  * logits == NULL (device sampling), an all-gather of the device shards assembled into the
  * [R, V] logits that rank 0's `sample` op reads. Without a comm none of this runs: the code path
  * is the single-backend one, unchanged. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
@@ -198,8 +197,7 @@ int model_forward(Model *m, const BatchMeta *b, float *logits, char *err) {
  * step's only one). Under tensor parallelism every rank syncs as before. */
 int model_forward_sample(Model *m, const BatchMeta *b, const SampleBatch *sb, int32_t *tokens,
                          LogprobEntry *lps, char *err) {
-    if (forward(m, b, NULL, m->comm != NULL || getenv("PAGELLM_FORWARD_SYNC") != NULL, err) != 0)
-        return -1;
+    if (forward(m, b, NULL, m->comm != NULL, err) != 0) return -1;
     return b->num_logits_rows > 0 ? model_sample(m, sb, tokens, lps, err) : 0;
 }
 

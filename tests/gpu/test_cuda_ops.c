@@ -795,6 +795,18 @@ static void test_graph_buckets(Backend *graphs, Backend *eager) {
     free(la); free(le);
 }
 
+/* test_graph_decode(graphs, ref, label) on a graphs backend that may have failed to open (then
+ * a failure, with why), destroying it after. */
+static void graph_decode_on(Backend *graphs, Backend *ref, const char *label, const char *why) {
+    if (!graphs) {
+        printf("FAIL: %s backend: %s\n", label, why);
+        gpu_failures++;
+        return;
+    }
+    test_graph_decode(graphs, ref, label);
+    graphs->ops->destroy(graphs);
+}
+
 static Backend *make_cuda(const char *gemv_mode, char *err) {
     if (gemv_mode) setenv("PAGELLM_CUDA_GEMV", gemv_mode, 1);
     else unsetenv("PAGELLM_CUDA_GEMV");
@@ -878,34 +890,16 @@ int main(void) {
     test_qk_norm_rope(4, 32, 8, 128, 0, 1);
     attention_suite();
     if (have_gpu) {
-        Backend *gg = make_cuda("graphs", err);
-        if (gg) {
-            test_graph_decode(gg, g, "cuda-graphs");
-            gg->ops->destroy(gg);
-        } else {
-            printf("cuda graphs backend: %s\n", err);
-            gpu_failures++;
-        }
-        gg = make_cuda("graphs4", err); /* graphs with every small-batch GEMV (fused too) on v4 */
-        if (gg) {
-            test_graph_decode(gg, g, "cuda-graphs4");
-            gg->ops->destroy(gg);
-        } else {
-            printf("cuda graphs backend (gemv4): %s\n", err);
-            gpu_failures++;
-        }
+        graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs", err);
+        /* graphs with every small-batch GEMV (fused too) on v4 */
+        graph_decode_on(make_cuda("graphs4", err), g, "cuda-graphs4", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */
         BackendOptions go = {0};
         go.kv_dtype = DT_FP8_E4M3;
-        gg = FP8KV ? backend_new("cuda", &go, err) : NULL;
-        if (gg) {
-            test_graph_decode(gg, FP8KV, "cuda-graphs-fp8kv");
-            gg->ops->destroy(gg);
-        } else {
-            printf("FAIL: cuda graphs backend (fp8 KV): %s\n", FP8KV ? err : "no eager fp8 backend");
-            gpu_failures++;
-        }
+        graph_decode_on(FP8KV ? backend_new("cuda", &go, err) : NULL, FP8KV, "cuda-graphs-fp8kv",
+                        FP8KV ? err : "no eager fp8 backend");
+        Backend *gg;
         /* fused prologues: graphs on GEMV v4 with PAGELLM_CUDA_FUSE_PRO on (the default) and off */
         gg = make_cuda("graphs4", err);
         setenv("PAGELLM_CUDA_FUSE_PRO", "0", 1);

@@ -456,6 +456,19 @@ __device__ __forceinline__ uint4 silu_mul8(uint4 g4, uint4 u4) {
 /* The small-batch kernel alone (rows <= GEMV_MAX_ROWS); dev/cuda and the tests time it. */
 #define GEMV_MAX_ROWS 8
 #define GEMV_NB 4 /* GEMV v1 / v4: weight rows per block (v1) or per group (v4) */
+/* GEMV v1 / v4 epilogue, first half: warp `warp`'s sum of each accumulator acc[r][j] into
+ * red[warp][r * GEMV_NB + j] (lane 0 writes). The caller syncs, then adds the warps' rows. */
+template <int R>
+__device__ __forceinline__ void gemv_warp_partials(const float (&acc)[R][GEMV_NB],
+                                                   float (*red)[R * GEMV_NB], int warp, int lane) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < GEMV_NB; j++) {
+            const float v = warp_allsum(acc[r][j]);
+            if (lane == 0) red[warp][r * GEMV_NB + j] = v;
+        }
+}
 int cuda_gemv_supported(int rows, int N, int K, const void *x, const void *w, const void *out);
 void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);

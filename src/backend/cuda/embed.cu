@@ -2,14 +2,8 @@
  * Plain copies with 16-byte accesses where the row length allows. */
 #include "backend/cuda/cuda_common.cuh"
 
-/* out[r, :] = src[idx[r], :] for r < rows; one block per row. */
-__global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, int D) {
-    pdl_trigger(); /* see cuda_launch: launched with PDL */
-    pdl_wait();
-    int r = blockIdx.x;
-    int64_t from = idx[r];
-    const bf16 *s = src + from * D;
-    bf16 *o = out + (int64_t)r * D;
+/* o[0..D) = s[0..D) by the block's threads (16-byte accesses when D % 8 == 0). */
+__device__ __forceinline__ void copy_row(bf16 *o, const bf16 *s, int D) {
     if ((D & 7) == 0) {
         const uint4 *s4 = (const uint4 *)s;
         uint4 *o4 = (uint4 *)o;
@@ -19,6 +13,14 @@ __global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, in
     }
 }
 
+/* out[r, :] = src[idx[r], :] for r < rows; one block per row. */
+__global__ void gather_kernel(bf16 *out, const bf16 *src, const int32_t *idx, int D) {
+    pdl_trigger(); /* see cuda_launch: launched with PDL */
+    pdl_wait();
+    const int r = blockIdx.x;
+    copy_row(out + (int64_t)r * D, src + (int64_t)idx[r] * D, D);
+}
+
 /* out[t, :] = emb[id, :] with id = token_ids[t], or prev[src[t]] where src[t] >= 0 (async
  * scheduling: the token the previous launched step sampled, never seen by the host). prev may be
  * NULL when no src entry is >= 0. One block per token. */
@@ -26,21 +28,12 @@ __global__ void embed_kernel(bf16 *out, const bf16 *emb, const int32_t *ids, con
                              const int32_t *prev, int D) {
     pdl_trigger(); /* see cuda_launch: launched with PDL */
     pdl_wait();
-    int t = blockIdx.x;
-    int s = src[t];
+    const int t = blockIdx.x, s = src[t];
     int64_t from = s >= 0 ? prev[s] : ids[t];
     /* a row the sampler left at -1 (nothing allowed): the engine fails that sequence when it
      * collects the row and drops this step's token; any valid row will do */
     if (from < 0) from = 0;
-    const bf16 *e = emb + from * D;
-    bf16 *o = out + (int64_t)t * D;
-    if ((D & 7) == 0) {
-        const uint4 *e4 = (const uint4 *)e;
-        uint4 *o4 = (uint4 *)o;
-        for (int i = threadIdx.x; i < D / 8; i += blockDim.x) o4[i] = e4[i];
-    } else {
-        for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = e[i];
-    }
+    copy_row(out + (int64_t)t * D, emb + from * D, D);
 }
 
 void cuda_embed(CudaCtx *c, bf16 *out, const bf16 *emb, int D) {

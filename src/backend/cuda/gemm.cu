@@ -83,15 +83,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(GemvSegs sg, const bf16 *x, i
         }
     }
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int j = 0; j < GEMV_NB; j++) {
-            float v = acc[r][j];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) red[warp][r * GEMV_NB + j] = v;
-        }
+    gemv_warp_partials<R>(acc, red, warp, lane);
     __syncthreads();
     for (int i = threadIdx.x; i < R * GEMV_NB; i += blockDim.x) {
         int r = i / GEMV_NB, j = i % GEMV_NB;
@@ -161,9 +153,7 @@ __global__ void __launch_bounds__(GEMV2_WARPS * 32) gemv2_kernel(GemvSegs sg, co
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int j = 0; j < GEMV2_WR; j++) {
-            float v = acc[r][j];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            const float v = warp_allsum(acc[r][j]);
             if (lane == r * GEMV2_WR + j && nl + j < N) gemv_store(out + (int64_t)r * N + nl + j, v);
         }
 }

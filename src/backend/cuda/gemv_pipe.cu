@@ -138,16 +138,11 @@ __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K
             for (int j = 0; j < GEMV_NB; j++) acc[r][j] += gemv_dot8(wa[j], xa) + gemv_dot8(wb[j], xb);
         }
         if (it % spg == spg - 1) { /* the group is complete: reduce, store, start the next */
+            gemv_warp_partials<R>(acc, red, warp, lane);
 #pragma unroll
             for (int r = 0; r < R; r++)
 #pragma unroll
-                for (int j = 0; j < GEMV_NB; j++) {
-                    float v = acc[r][j];
-#pragma unroll
-                    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-                    if (lane == 0) red[warp][r * GEMV_NB + j] = v;
-                    acc[r][j] = 0.f;
-                }
+                for (int j = 0; j < GEMV_NB; j++) acc[r][j] = 0.f;
             __syncthreads();
             if ((int)threadIdx.x < R * GEMV_NB) {
                 const int r = threadIdx.x / GEMV_NB, j = threadIdx.x % GEMV_NB;
