@@ -32,8 +32,11 @@ static int submit_batch(Engine *e, const OfflineOptions *o, Rng *rng, uint64_t f
     return 0;
 }
 
-/* Steps until every request finished; counts finished requests and output tokens. */
-static int drain(Engine *e, int expected, long long *out_tokens, int progress, double t0, char *err) {
+/* Steps until every request finished; counts finished requests and output tokens. first
+ * (NULL, or `expected` entries for ids first_id...): the time each request's first output
+ * token arrived (0 until then). */
+static int drain(Engine *e, int expected, long long *out_tokens, int progress, double t0, uint64_t first_id,
+                 double *first, char *err) {
     int finished = 0;
     double last = 0;
     while (finished < expected) {
@@ -41,6 +44,8 @@ static int drain(Engine *e, int expected, long long *out_tokens, int progress, d
         for (RequestOutput *o = engine_take_outputs(e), *next; o; o = next) {
             next = o->next;
             *out_tokens += o->num_tokens;
+            if (first && o->num_tokens > 0 && o->id - first_id < (uint64_t)expected && first[o->id - first_id] == 0)
+                first[o->id - first_id] = time_now_s();
             if (o->finish != FINISH_NONE) {
                 if (o->finish == FINISH_ERROR) {
                     pg_err(err, "request %llu failed: %s", (unsigned long long)o->id, o->error);
@@ -71,7 +76,7 @@ int bench_throughput_run(Engine *e, const OfflineOptions *o, ThroughputResult *r
     double t0 = time_now_s();
     if (submit_batch(e, o, &rng, 1, o->num_prompts, err)) return -1;
     long long out = 0;
-    if (drain(e, o->num_prompts, &out, o->progress, t0, err)) return -1;
+    if (drain(e, o->num_prompts, &out, o->progress, t0, 1, NULL, err)) return -1;
     r->elapsed_s = time_now_s() - t0;
     engine_get_stats(e, &s1);
     r->steps = (long long)(s1.steps - s0.steps);
@@ -96,20 +101,33 @@ int bench_latency_run(Engine *e, const OfflineOptions *o, LatencyResult *r, char
     rng_seed(&rng, o->seed + 2);
     uint64_t next_id = 1;
     EngineStats s0 = {0}, s1;
+    double *first = calloc((size_t)o->batch_size, sizeof *first);
+    if (!first) return pg_err(err, "out of memory");
     for (int it = 0; it < o->num_iters_warmup + o->num_iters; it++) {
         if (it == o->num_iters_warmup) engine_get_stats(e, &s0);
         double t0 = time_now_s();
         long long out = 0;
-        if (submit_batch(e, o, &rng, next_id, o->batch_size, err)) return -1;
+        memset(first, 0, (size_t)o->batch_size * sizeof *first);
+        if (submit_batch(e, o, &rng, next_id, o->batch_size, err) ||
+            drain(e, o->batch_size, &out, 0, t0, next_id, first, err)) {
+            free(first);
+            return -1;
+        }
         next_id += (uint64_t)o->batch_size;
-        if (drain(e, o->batch_size, &out, 0, t0, err)) return -1;
-        double dt = time_now_s() - t0;
-        if (it >= o->num_iters_warmup) r->iters[r->num_iters++] = dt;
+        double t1 = time_now_s(), dt = t1 - t0, tf = 0;
+        for (int i = 0; i < o->batch_size; i++) if (first[i] - t0 > tf) tf = first[i] - t0;
+        if (it >= o->num_iters_warmup) {
+            r->iters[r->num_iters++] = dt;
+            r->ttft_s += tf;
+            if (o->output_len > 1) r->tpot_s += (dt - tf) / (o->output_len - 1);
+        }
         if (o->progress)
             fprintf(stderr, "%s iteration %d: %.3f s\n", it < o->num_iters_warmup ? "warm-up" : "timed", it, dt);
     }
+    free(first);
     engine_get_stats(e, &s1);
     if (r->num_iters == 0) s0 = s1;
+    else { r->ttft_s /= r->num_iters; r->tpot_s /= r->num_iters; }
     r->steps = (long long)(s1.steps - s0.steps);
     r->schedule_s = s1.schedule_s - s0.schedule_s;
     r->batch_s = s1.batch_s - s0.batch_s;

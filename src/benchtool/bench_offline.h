@@ -4,7 +4,8 @@
  * output_len tokens.
  *   throughput: all prompts submitted at once; requests/s, total and output tokens/s.
  *   latency:    one batch of batch_size requests per iteration, warm-up iterations first;
- *               per-iteration latency percentiles (10, 25, 50, 75, 90, 99). */
+ *               per-iteration latency percentiles (10, 25, 50, 75, 90, 99); mean TTFT and
+ *               time per output token. */
 #ifndef PAGELLM_BENCHTOOL_BENCH_OFFLINE_H
 #define PAGELLM_BENCHTOOL_BENCH_OFFLINE_H
 #include <stdint.h>
@@ -34,6 +35,10 @@ typedef struct LatencyResult {
     double avg_s;
     double pct[6];          /* p10, p25, p50, p75, p90, p99 of per-iteration latency (s) */
     double *iters; int num_iters;
+    /* means over the timed iterations: time to the last request's first token, and the time per
+     * output token after it ((latency - ttft) / (output_len - 1): the decode rate, measured in one
+     * process; with async scheduling the first token arrives one step later, the rate is the same) */
+    double ttft_s, tpot_s;
     /* the timed iterations' engine steps and their phases (EngineStats), and their wall time */
     long long steps;
     double wall_s, schedule_s, batch_s, forward_s, postprocess_s;

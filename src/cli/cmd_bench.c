@@ -244,6 +244,8 @@ static int bench_offline_main(int argc, char **argv, int latency) {
         else {
             static const int P[6] = {10, 25, 50, 75, 90, 99};
             printf("Avg latency: %.4f seconds\n", r.avg_s);
+            printf("Avg TTFT: %.2f ms; time per output token after it: %.3f ms (%.1f tok/s per request)\n",
+                   1e3 * r.ttft_s, 1e3 * r.tpot_s, r.tpot_s > 0 ? 1.0 / r.tpot_s : 0.0);
             if (r.steps > 0) /* where a step's wall time goes, per step */
                 printf("Engine steps: %lld; per step: wall %.1f us = schedule %.1f + batch %.1f + "
                        "forward+sample %.1f + postprocess %.1f + outside the step %.1f us\n",
@@ -261,6 +263,8 @@ static int bench_offline_main(int argc, char **argv, int latency) {
             json_t *all = json_array();
             for (int i = 0; i < r.num_iters; i++) json_array_append_new(all, json_real(r.iters[i]));
             json_object_set_new(j, "avg_latency", json_real(r.avg_s));
+            json_object_set_new(j, "avg_ttft", json_real(r.ttft_s));
+            json_object_set_new(j, "avg_tpot", json_real(r.tpot_s));
             json_object_set_new(j, "latencies", all);
             json_object_set_new(j, "percentiles", pj);
         }

@@ -883,6 +883,12 @@ void engine_get_stats(Engine *e, EngineStats *s) {
 
 void engine_last_step_times(const Engine *e, EngineStepTimes *t) { *t = e->last_times; }
 
+int engine_set_async_scheduling(Engine *e, int on) {
+    if (e->inflight) return -1;
+    e->cfg.async_scheduling = on != 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ thread */
 
 /* vLLM-style periodic log line (engine thread, at most every 10 s while there is work). */

@@ -70,4 +70,10 @@ Engine *engine_new_core(const CoreConfig *cfg, char *err);
 typedef struct EngineStepTimes { double schedule, batch, forward, postprocess; int num_seqs, num_tokens; } EngineStepTimes;
 void engine_last_step_times(const Engine *e, EngineStepTimes *t);
 
+/* Turns async scheduling on or off for the steps that follow (on takes effect only where the
+ * runner has launch/collect). Allowed only while no step is in flight (e.g. after
+ * engine_has_unfinished() returned 0); returns 0, or -1 when a step is in flight. Lets a test
+ * compare both modes on one engine, whose autotuned kernels (timed per backend) stay the same. */
+int engine_set_async_scheduling(Engine *e, int on);
+
 #endif

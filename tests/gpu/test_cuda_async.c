@@ -4,7 +4,12 @@
  * GPU kernels are not batch-invariant (a batch of another size may take another GEMM path), so
  * the workloads keep every step's batch identical in both modes: all requests submitted at
  * once, admitted in the first step, EOS ignored and one max_tokens for all (known in advance:
- * the async engine never schedules past it). Then the token streams must be bit-identical:
+ * the async engine never schedules past it). Both modes run on ONE engine
+ * (engine_set_async_scheduling between workloads): the GEMM autotuner times its candidates per
+ * backend, so two engines may pick different kernels for a shape and round differently (seen on
+ * the H100: a 16-token prefill's first token differed between two synchronous engines' choices).
+ * Each workload runs sync, sync again (the control: the engine must repeat itself, else the
+ * comparison proves nothing), then async. The token streams must be bit-identical:
  *   1. batch 1, greedy, 256 tokens (decode graphs; every decode input read from the device);
  *   2. 8 requests of different prompt lengths, greedy, 64 tokens, with logprobs;
  *   3. the same 8, seeded random sampling (temperature 0.8, top_p 0.95, top_k 50).
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core.h"
 #include "engine/engine.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -80,7 +86,7 @@ static double run(Engine *e, int n, int max_tokens, int random, int logprobs) {
     return time_now_s() - t0;
 }
 
-static void compare(const char *what, const Got *a, const Got *b, int n) {
+static void compare(const char *what, const Got *a, const Got *b, int n, const char *pass) {
     int bad = 0;
     for (int k = 0; k < n; k++) {
         int same = a[k].n == b[k].n && !memcmp(a[k].toks, b[k].toks, (size_t)a[k].n * 4) && a[k].fin == b[k].fin &&
@@ -93,7 +99,7 @@ static void compare(const char *what, const Got *a, const Got *b, int n) {
             bad++;
         }
     }
-    printf("%s: %s (%d requests)\n", what, bad ? "FAIL" : "same tokens sync vs async", n);
+    printf("%s: %s (%d requests)\n", what, bad ? "FAIL" : pass, n);
     failures += bad;
 }
 
@@ -104,26 +110,39 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--dummy")) dummy = 1;
         else dir = argv[i];
     }
-    static Got ref[3][NR];
+    static Got ref[NR], again[NR];
     struct { const char *name; int n, max_tokens, random, logprobs; } cases[] = {
         {"batch 1 greedy x256", 1, 256, 0, 0},
         {"8 prompts greedy x64 + logprobs", NR, 64, 0, 1},
         {"8 prompts seeded random x64", NR, 64, 1, 0},
     };
-    double ms[2] = {0, 0};
-    for (int async = 0; async <= 1; async++) {
-        Engine *e = open_engine(dir, dummy, async);
-        if (!e) return 1;
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            run(e, cases[c].n, cases[c].max_tokens, cases[c].random, cases[c].logprobs);
-            if (!async) memcpy(ref[c], got, sizeof got);   /* the synchronous reference */
-            else compare(cases[c].name, ref[c], got, cases[c].n);
-        }
-        run(e, 1, 1, 0, 0);   /* warm */
-        double t1 = run(e, 1, 1, 0, 0), t513 = run(e, 1, 513, 0, 0);
-        ms[async] = 1e3 * (t513 - t1) / 512;
-        engine_free(e);
+    Engine *e = open_engine(dir, dummy, 0);
+    if (!e) return 1;
+    run(e, 1, 1, 0, 0);   /* warm: the first forwards tune the GEMM paths */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char what[96];
+        run(e, cases[c].n, cases[c].max_tokens, cases[c].random, cases[c].logprobs);
+        memcpy(ref, got, sizeof got);   /* the synchronous reference */
+        run(e, cases[c].n, cases[c].max_tokens, cases[c].random, cases[c].logprobs);
+        memcpy(again, got, sizeof got);
+        snprintf(what, sizeof what, "%s, sync twice", cases[c].name);
+        compare(what, ref, again, cases[c].n, "sync repeats itself");
+        if (engine_set_async_scheduling(e, 1) != 0) { fprintf(stderr, "a step is in flight\n"); failures++; }
+        run(e, cases[c].n, cases[c].max_tokens, cases[c].random, cases[c].logprobs);
+        snprintf(what, sizeof what, "%s, sync vs async", cases[c].name);
+        compare(what, ref, got, cases[c].n, "same tokens");
+        if (engine_set_async_scheduling(e, 0) != 0) { fprintf(stderr, "a step is in flight\n"); failures++; }
     }
+    double ms[2] = {0, 0};
+    for (int rep = 0; rep < 2; rep++)   /* sync, async, sync, async: the best of two each */
+        for (int async = 0; async <= 1; async++) {
+            engine_set_async_scheduling(e, async);
+            run(e, 1, 1, 0, 0);   /* warm */
+            double t1 = run(e, 1, 1, 0, 0), t513 = run(e, 1, 513, 0, 0);
+            double v = 1e3 * (t513 - t1) / 512;
+            if (rep == 0 || v < ms[async]) ms[async] = v;
+        }
+    engine_free(e);
     printf("batch-1 decode through the engine: %.3f ms/token sync, %.3f ms/token async (%+.1f%%)\n", ms[0], ms[1],
            100.0 * (ms[1] - ms[0]) / ms[0]);
     printf("%s\n", failures ? "FAILED" : "PASSED");

@@ -140,21 +140,31 @@ static double compare_prefill(const char *name, Model *mg, Model *mc, const Run 
         free(lg); free(lc);
         return 0;
     }
-    double worst = 0, sum = 0;
+    double worst = 0, sum = 0, dis_margin = 0;
     int agree = 0, agree_hf = 0, hf_n = 0;
     for (int t = 0; t < T; t++) {
-        double e = row_rel(lg + (size_t)t * V, lc + (size_t)t * V, V);
+        const float *g = lg + (size_t)t * V, *c = lc + (size_t)t * V;
+        double e = row_rel(g, c, V);
         if (e > worst) worst = e;
         sum += e;
-        int ag = argmax(lg + (size_t)t * V, V), ac = argmax(lc + (size_t)t * V, V);
+        int ag = argmax(g, V), ac = argmax(c, V);
         agree += ag == ac;
+        if (ag != ac) { /* the CPU's own margin between its top token and CUDA's */
+            double den = fabs(c[ac]) > 1e-6 ? fabs(c[ac]) : 1e-6, mg = (c[ac] - c[ag]) / den;
+            if (mg > dis_margin) dis_margin = mg;
+        }
         if (hf_argmax) { hf_n++; agree_hf += ag == hf_argmax[t]; }
     }
     double frac = (double)agree / T;
-    int ok = worst <= 3e-2 && frac >= 0.95;
+    /* Random dummy weights leave many near-ties, so the agreement of a few hundred positions
+     * varies by about 1% from seed to seed (94.7% once on the H100 at the same ~2e-2 error).
+     * What must hold: the bf16 error bound, agreement >= 93%, and every disagreement at a
+     * near-tie (the CPU's margin <= 5% of its top logit, about twice the row error). */
+    int ok = worst <= 3e-2 && frac >= 0.93 && dis_margin <= 0.05;
     if (!ok) failures++;
     printf("%-16s prefill S=%d T=%d: logits rel err cuda vs cpu mean %.2e max %.2e; argmax agree "
-           "%d/%d (%.1f%%)", name, r->S, T, sum / T, worst, agree, T, 100 * frac);
+           "%d/%d (%.1f%%), disagreements at cpu margins <= %.2f%%", name, r->S, T, sum / T, worst,
+           agree, T, 100 * frac, 100 * dis_margin);
     if (hf_argmax) printf("; vs HF argmax %d/%d", agree_hf, hf_n);
     printf(" [cuda %.2f s, cpu %.2f s] %s\n", tg, tc, ok ? "ok" : "FAIL");
     free(lg); free(lc);

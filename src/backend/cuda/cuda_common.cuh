@@ -209,12 +209,13 @@ typedef struct CudaCtx {
                               split merge; all 0 between launches */
     size_t attn_cnt_cap;   /* ints */
     int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 1): v3 merges its splits itself */
-    /* PAGELLM_CUDA_HOST_TIMES=1: host seconds per phase of the steps (reported at destroy): set_batch,
-     * recording the ops (set_batch's end to logits), finishing the step (log compare + graph
-     * launch or capture or eager run) per recorded step; the sampler before its wait, and the
-     * wait itself, per sampler call */
+    /* PAGELLM_CUDA_HOST_TIMES=1: host seconds per phase of the steps that replay a graph
+     * (reported at destroy; captures and eager runs are left out): set_batch, recording the ops
+     * (set_batch's end to logits), finishing the step (log compare + graph launch); per sampler
+     * call, the sampler before its wait and the wait itself (async launch: before its event wait
+     * in collect, and that wait) */
     int host_times;
-    double ht_set_batch, ht_record, ht_finish, ht_sample, ht_wait, ht_mark;
+    double ht_set_batch, ht_record, ht_finish, ht_sample, ht_wait, ht_mark, ht_sb_last;
     long ht_steps, ht_samples;
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */

@@ -20,6 +20,7 @@
 extern "C" {
 #include "sample/sample_batch.h"
 #include "util/err.h"
+#include "util/timeutil.h"
 }
 
 /* Grows d_prev_tokens to `rows` entries. Moving it changes an address graphs baked: gen++ (as
@@ -43,6 +44,7 @@ int cuda_sample_launch(CudaCtx *c, const SampleBatch *sb, char *err) {
     CudaCtx::CudaSampSlot *s = &c->samp_slot[(c->samp_head + c->samp_inflight) % 2];
     const int R = sb->num_rows;
     cuda_graph_flush(c);   /* a recorded decode step runs (graph replay) before its sampler */
+    const double ht0 = c->host_times ? time_now_s() : 0;
     if (!s->done) CUDA_CHECK(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming));
     if (R > 0) {
         if (R > s->rows_cap) {
@@ -60,6 +62,10 @@ int cuda_sample_launch(CudaCtx *c, const SampleBatch *sb, char *err) {
     s->R = R;
     CUDA_CHECK(cudaEventRecord(s->done, c->stream));
     c->samp_inflight++;
+    if (c->host_times) {
+        c->ht_samples++;
+        c->ht_sample += time_now_s() - ht0;
+    }
     return 0;
 }
 
@@ -67,7 +73,9 @@ int cuda_sample_launch(CudaCtx *c, const SampleBatch *sb, char *err) {
 int cuda_sample_collect(CudaCtx *c, int32_t *tokens, LogprobEntry *lps, char *err) {
     if (c->samp_inflight == 0) return pg_err(err, "cuda sample_collect: nothing launched");
     CudaCtx::CudaSampSlot *s = &c->samp_slot[c->samp_head];
+    const double ht0 = c->host_times ? time_now_s() : 0;
     cudaError_t e = cudaEventSynchronize(s->done);
+    if (c->host_times) c->ht_wait += time_now_s() - ht0;
     if (e != cudaSuccess) return pg_err(err, "cuda sample_collect: %s", cudaGetErrorString(e));
     if (s->R > 0) cuda_sample_unpack(s->h_out, s->R, s->rows, tokens, lps);
     c->samp_head = (c->samp_head + 1) % 2;
