@@ -205,6 +205,7 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
       for w in $le; do case "$w" in -*) flags+=("$w") ;; *=*) envs+=("$w") ;; *) flags+=("$w") ;; esac; done
     fi
     for ol in 1 513; do
+      rm -f /tmp/pagellm-lat$ol.json
       env ${envs[@]+"${envs[@]}"} PAGELLM_CUDA_HOST_TIMES=1 timeout 120 $FB/pagellm bench latency $M --load-format dummy --device cuda --batch-size 1 \
         --input-len 128 --output-len $ol --num-iters-warmup 1 --num-iters 3 --no-progress ${flags[@]+"${flags[@]}"} \
         --output-json /tmp/pagellm-lat$ol.json > /tmp/lat$ol.log 2>&1 || tail -5 /tmp/lat$ol.log
@@ -212,11 +213,13 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
     # where the 513-token run's steps went (engine phases; the CUDA backend's host time per step)
     grep -E "^Engine steps|cuda host time|^Avg TTFT" /tmp/lat513.log | sed 's/^/    /' | tee -a "$OUT/engine.txt"
     LE="$le" python3 - <<'PYEOF' | tee -a "$OUT/engine.txt"
-import json, os
+import json, os, sys
+le = os.environ["LE"]
+if not (os.path.exists("/tmp/pagellm-lat1.json") and os.path.exists("/tmp/pagellm-lat513.json")):
+    sys.exit("engine batch-1 decode (bench latency, %s): FAILED (no results)" % le)
 a = json.load(open("/tmp/pagellm-lat1.json"))["avg_latency"]
 j = json.load(open("/tmp/pagellm-lat513.json"))
 b, tpot = j["avg_latency"], j.get("avg_tpot", 0)
-le = os.environ["LE"]
 print("engine batch-1 decode (bench latency, 128 in%s): %.1f tok/s (%.3f ms/token; 1 token %.1f ms, 513 tokens %.3f s); "
       "one process: %.1f tok/s after the first token (%.3f ms/token)"
       % ("" if le == "default" else ", " + le, 512 / (b - a), 1e3 * (b - a) / 512, 1e3 * a, b,

@@ -45,6 +45,7 @@ static Engine *open_engine(const char *dir, int dummy, int async) {
     c.max_num_batched_tokens = 2048;
     c.kv_cache_memory = 1LL << 30;
     c.async_scheduling = async;
+    c.enable_prefix_caching = 0; /* a repeated workload must prefill the same rows, not a cache hit's tail */
     Engine *e = engine_new(&c, err);
     if (!e) { fprintf(stderr, "engine_new: %s\n", err); failures++; }
     return e;
