@@ -98,6 +98,9 @@ out:
 
 int startup_capture_sizes(int max_seqs, int max_tokens, int *out, int cap) {
     int max_size = 2 * max_seqs < 512 ? 2 * max_seqs : 512, n = 0;
+    /* PAGELLM_GRAPH_MAX_SIZE=B (A/B knob): no capture size above B; bigger batches run eagerly */
+    const char *lim = getenv("PAGELLM_GRAPH_MAX_SIZE");
+    if (lim && atoi(lim) > 0 && atoi(lim) < max_size) max_size = atoi(lim);
     for (int b = 1; b <= max_size && n < cap; ) {
         if (b > max_tokens) break;
         out[n++] = b;
