@@ -382,6 +382,9 @@ static Backend *PF1, *PF3, *PF1FP8, *PF3FP8;
  * bf16 and fp8 KV (attention tests only); "cuda" and "cuda-fp8kv" run v3 (tensor cores) for
  * head_dim 64/128. */
 static Backend *DEC1, *DEC1FP8;
+/* PAGELLM_CUDA_DECODE_COMBINE=1: decode v3 merges its split-KV partials in its last block
+ * (session 4; off by default since session 5), bf16 and fp8 KV (attention tests only). */
+static Backend *MRG, *MRGFP8;
 
 /* kv_store + attention on a mixed batch: fresh prefills, prefills after a cached prefix,
  * and decodes, over a shuffled block table, on each of the nlist backends (one set of inputs
@@ -481,11 +484,13 @@ static void test_attention(const char *label, int S, const int *prefix, const in
                            int Hkv, int hd, int block_size) {
     /* bf16 cache: "cuda" (the default kernels), the CPU backend and the CUDA variants that
      * pick other attention kernels; the GEMM-path variants (cuda-gemv...) add nothing here */
-    NamedBackend bl[16], fl[4];
+    NamedBackend bl[16], fl[6];
     int nb = 0, nf = 0;
     for (int k = 0; k < NBK; k++)
         if (k == 0 || strncmp(BK[k].name, "cuda-", 5) != 0) bl[nb++] = BK[k];
     if (DEC1) bl[nb++] = (NamedBackend){"cuda-dec1", DEC1};
+    if (MRG) bl[nb++] = (NamedBackend){"cuda-merge1", MRG};
+    if (MRGFP8) fl[nf++] = (NamedBackend){"cuda-merge1-fp8kv", MRGFP8};
     if (PF1) bl[nb++] = (NamedBackend){"cuda-pf1", PF1};
     if (PF3) bl[nb++] = (NamedBackend){"cuda-pf3", PF3};
     if (FP8KV) fl[nf++] = (NamedBackend){"cuda-fp8kv", FP8KV};
@@ -850,6 +855,13 @@ int main(void) {
         DEC1 = backend_new("cuda", &fo, err);
         unsetenv("PAGELLM_CUDA_DECODE_ATTN");
         if (!DEC1 || !DEC1FP8) printf("FAIL: cuda backend with decode attention v1: %s\n", err), gpu_failures++;
+        setenv("PAGELLM_CUDA_DECODE_COMBINE", "1", 1);
+        MRG = backend_new("cuda", &fo, err);
+        fo.kv_dtype = DT_FP8_E4M3;
+        MRGFP8 = backend_new("cuda", &fo, err);
+        fo.kv_dtype = DT_COUNT;
+        unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
+        if (!MRG || !MRGFP8) printf("FAIL: cuda backend with the in-kernel split merge: %s\n", err), gpu_failures++;
         /* the other prefill attention kernels (the variable is read at backend_new) */
         setenv("PAGELLM_CUDA_PREFILL_ATTN", "1", 1);
         PF1 = backend_new("cuda", &fo, err);
@@ -893,6 +905,11 @@ int main(void) {
         graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs", err);
         /* graphs with every small-batch GEMV (fused too) on v4 */
         graph_decode_on(make_cuda("graphs4", err), g, "cuda-graphs4", err);
+        /* graphs with decode v3's in-kernel split merge (its counters reset by the last block,
+         * replay after replay) */
+        setenv("PAGELLM_CUDA_DECODE_COMBINE", "1", 1);
+        graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs-merge1", err);
+        unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */
         BackendOptions go = {0};

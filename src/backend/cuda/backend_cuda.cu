@@ -528,7 +528,11 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);
-    c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 1);
+    /* 0 (session 5): through the engine at its defaults (max_num_seqs 256) the in-kernel merge
+     * cost 0.29 ms per batch-1 token on the H100 (6.115 vs 5.825 ms, one warm machine); even in
+     * the backend bench (session 4). Not understood: the kernels time the same under ncu, and
+     * with PDL off both engine configurations are equal (dev/cuda/NOTES.md "Session 5"). */
+    c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 0);
     c->decode_late_trigger = env_int("PAGELLM_CUDA_DECODE_TRIGGER", 1);
     c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);

@@ -208,7 +208,7 @@ typedef struct CudaCtx {
     int *attn_cnt;         /* [seqs, Hkv] blocks of a (seq, kv head) done, for decode v3's in-kernel
                               split merge; all 0 between launches */
     size_t attn_cnt_cap;   /* ints */
-    int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 1): v3 merges its splits itself */
+    int decode_combine_fused; /* PAGELLM_CUDA_DECODE_COMBINE (default 0): 1 = v3 merges its splits itself */
     /* PAGELLM_CUDA_HOST_TIMES=1: host seconds per phase of the steps that replay a graph
      * (reported at destroy; captures and eager runs are left out): set_batch, recording the ops
      * (set_batch's end to logits), finishing the step (log compare + graph launch); per sampler

@@ -2,8 +2,9 @@
  *
  * One block per (kv head, split, decode sequence), as decode_attn_kernel (v1) in paged_attn.cu
  * (whose grid is (split, seq, kv head)), and the same outputs: the attention row itself when there is one split, else the split's
- * partial (max, sum, unnormalised output) in v1's layout, which the last block of the (seq, kv
- * head) to finish merges (dtc_combine_if_last; PAGELLM_CUDA_DECODE_COMBINE=0: decode_combine_kernel).
+ * partial (max, sum, unnormalised output) in v1's layout, which decode_combine_kernel merges
+ * (default since session 5) or, with PAGELLM_CUDA_DECODE_COMBINE=1, the last block of the (seq,
+ * kv head) to finish (dtc_combine_if_last).
  * v1 spends ~100 CUDA-core instructions per key and per query head and cannot keep HBM busy;
  * here a key costs a few tensor-core instructions and the kernel is meant to be bound by the
  * bytes of K and V it streams.
