@@ -9,7 +9,7 @@
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare.
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
-# default runs (default: the session-4 knobs GEMV4, FUSE_KV, FUSE_PRO off and DECODE_COMBINE on, one by one).
+# default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one).
 # Entries "base" or "base:VAR=v VAR2=w" run the BASE_TREE build. SKIP_OP_TESTS=1: no op tests.
 # BASE_TREE=dir: another source tree (an older commit) built beside this one and timed in the A/B.
 # --engine (needs no --model; builds the full tree): 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
@@ -19,7 +19,7 @@
 # (`pagellm bench latency`, 1 vs 513 output tokens).
 # ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting (default:
 # PAGELLM_ASYNC_SCHEDULING=1, after test_cuda_async's sync-vs-async token check). ENGINE_THR=0:
-# no throughput runs.
+# no throughput runs. ENGINE_ASYNC_TEST=0: no test_cuda_async.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -248,7 +248,7 @@ done
 # A/B of the batch-1 / batch-256 decode step against single knobs turned off (AB_ENVS: a
 # ;-separated list of VAR=value settings; the default run is repeated at both ends, so the spread
 # between its two runs says what a difference must exceed to mean anything)
-AB_ENVS=${AB_ENVS-PAGELLM_CUDA_GEMV4=0;PAGELLM_CUDA_DECODE_COMBINE=1;PAGELLM_CUDA_FUSE_KV=0;PAGELLM_CUDA_FUSE_PRO=0}
+AB_ENVS=${AB_ENVS-PAGELLM_CUDA_GEMM_PAIR=0;PAGELLM_CUDA_DECODE_COMBINE=1;PAGELLM_CUDA_GEMV4=0;PAGELLM_CUDA_FUSE_PRO=0}
 if [ -n "$AB_ENVS" ]; then
   AB_SEQ="default;$AB_ENVS;default"
   [ -x $B-base/bench_cuda_qwen3 ] && AB_SEQ="base;default;$AB_ENVS;base;default"

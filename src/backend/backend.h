@@ -191,6 +191,9 @@ Backend *backend_cuda_new(const BackendOptions *opt, char *err);
 /* GEMV launches of decode graphs that fused a neighbouring op in (PAGELLM_CUDA_FUSE_PRO), counted
  * when the op log runs eagerly or is captured; for tests. */
 long backend_cuda_fused_launches(const Backend *b);
+/* Batched gate/up and k/v matmul pairs of decode graphs (PAGELLM_CUDA_GEMM_PAIR), counted the
+ * same way; for tests. */
+long backend_cuda_pair_launches(const Backend *b);
 #endif
 /* By name ("cpu" | "cuda"): a build without CUDA refuses "cuda" with a clear error. */
 Backend *backend_new(const char *device, const BackendOptions *opt, char *err);

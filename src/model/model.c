@@ -36,15 +36,20 @@ static int scratch_alloc(Model *m, char *err) {
     size_t D = (size_t)c->hidden_size, F = (size_t)local_f(m);
     size_t QD = (size_t)local_hq(m) * c->head_dim, KD = (size_t)local_hkv(m) * c->head_dim;
     ModelScratch *s = m->scratch;
-    struct { void **p; size_t n; } bufs[] = {
-        {&s->x, T * D}, {&s->xn, T * D}, {&s->q, T * QD}, {&s->k, T * KD}, {&s->v, T * KD},
-        {&s->att, T * QD}, {&s->tmp, T * D}, {&s->gate, T * F}, {&s->up, T * F}, {&s->rows, T * D},
+    /* k and v, gate and up: one allocation each, the second buffer right after the first, so a
+     * backend may run each pair as one batched matmul at a fixed positive offset (gemm_pair.cu) */
+    const size_t kv_half = (T * KD * es + 255) & ~(size_t)255, gu_half = (T * F * es + 255) & ~(size_t)255;
+    struct { void **p; size_t bytes; } bufs[] = {
+        {&s->x, T * D * es}, {&s->xn, T * D * es}, {&s->q, T * QD * es}, {&s->k, 2 * kv_half},
+        {&s->att, T * QD * es}, {&s->tmp, T * D * es}, {&s->gate, 2 * gu_half}, {&s->rows, T * D * es},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = be->ops->alloc(be, bufs[i].n * es);
+        *bufs[i].p = be->ops->alloc(be, bufs[i].bytes);
         if (!*bufs[i].p)
             return pg_err(err, "out of backend memory for activations (%d tokens per step)", m->max_tokens);
     }
+    s->v = (char *)s->k + kv_half;   /* 256-byte aligned, as the backend's own allocations */
+    s->up = (char *)s->gate + gu_half;
     if (m->tp) {
         s->local_ids = malloc(T * sizeof *s->local_ids);
         s->logits_shard = malloc(T * (size_t)m->tp->v_shard * sizeof(float));
@@ -63,7 +68,7 @@ static int scratch_alloc(Model *m, char *err) {
 static void scratch_free(Model *m) {
     ModelScratch *s = m->scratch;
     if (!s) return;
-    void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->tmp, s->gate, s->up, s->rows};
+    void *bufs[] = {s->x, s->xn, s->q, s->k, s->att, s->tmp, s->gate, s->rows}; /* v, up: inside k, gate */
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) m->be->ops->free(m->be, bufs[i]);
     if (s->gather) m->be->ops->free(m->be, s->gather);

@@ -594,8 +594,10 @@ static void mini_init_shape(Mini *mm, Backend *b, uint64_t seed, int max_T, int 
     void **bufs[] = {&mm->x, &mm->h, &mm->o, &mm->last};
     for (int i = 0; i < 4; i++) *bufs[i] = b->ops->alloc(b, T * D * es);
     mm->q = b->ops->alloc(b, T * qd * es); mm->att = b->ops->alloc(b, T * qd * es);
-    mm->k = b->ops->alloc(b, T * kd * es); mm->v = b->ops->alloc(b, T * kd * es);
-    mm->g = b->ops->alloc(b, T * F * es); mm->u = b->ops->alloc(b, T * F * es);
+    /* k|v and g|u in one allocation each, as model.c's scratch (gemm_pair.cu's offsets) */
+    const size_t kvh = (T * kd * es + 255) & ~(size_t)255, guh = (T * F * es + 255) & ~(size_t)255;
+    mm->k = b->ops->alloc(b, 2 * kvh); mm->v = (char *)mm->k + kvh;
+    mm->g = b->ops->alloc(b, 2 * guh); mm->u = (char *)mm->g + guh;
     mm->m = b->ops->alloc(b, T * F * es);
     for (int l = 0; l < mm->L; l++) {
         mm->kc[l] = dev_poison(b, (size_t)nslots * kd, b->kv_dtype);
@@ -690,6 +692,50 @@ static void test_graph_decode(Backend *graphs, Backend *eager, const char *label
     NamedBackend nb = {label, graphs};
     report("graph_decode", "2 layers, 3 seqs, 6 decode steps", &nb, worst, 1e-2);
     free(la); free(le);
+}
+
+/* gemm_pair.cu in decode graphs: 48 sequences (rows above GEMV_MAX_ROWS: cuBLASLt), where the
+ * k/v and gate/up matmuls run as one batched cuBLASLt matmul each ("pairs": forced with
+ * PAGELLM_CUDA_GEMM_PAIR=2; "nopairs": =0). A prefill of 2 tokens per sequence, then 4 decode
+ * steps through graphs: both backends' logits within the bf16 bound of the eager backend's,
+ * batched launches issued by "pairs" and none by "nopairs". */
+static void test_graph_pair(Backend *pairs, Backend *nopairs, Backend *eager) {
+    enum { S = 48, MB = 2, STEPS = 4, V = 2000 };
+    int ctx[S], ch[S];
+    int32_t bt[S * MB], tok[2 * S], pos[2 * S], slot[2 * S], qs[S + 1], sl[S], lr[S];
+    for (int s = 0; s < S; s++) { ctx[s] = 0; ch[s] = 2; }
+    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
+    uint64_t seed = rng_next(&RNG);
+    Mini a, n, e;
+    mini_init(&a, pairs, seed, 2 * S, S * MB * 16);
+    mini_init(&n, nopairs, seed, 2 * S, S * MB * 16);
+    mini_init(&e, eager, seed, 2 * S, S * MB * 16);
+    float *la = xmalloc(4 * S * V), *ln = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
+    double worst_a = 0, worst_n = 0;
+    for (int st = 0; st <= STEPS; st++) {
+        BatchMeta m;
+        mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
+        for (int i = 0; i < S * V; i++) la[i] = ln[i] = le[i] = NAN;
+        mini_forward(&a, pairs, &m, la);
+        mini_forward(&n, nopairs, &m, ln);
+        mini_forward(&e, eager, &m, le);
+        double ea = rel_err_f(la, le, (size_t)S * V), en = rel_err_f(ln, le, (size_t)S * V);
+        if (ea > worst_a) worst_a = ea;
+        if (en > worst_n) worst_n = en;
+        for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
+    }
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-pairs", pairs}, worst_a, 1e-2);
+    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-nopairs", nopairs}, worst_n, 1e-2);
+    long np = backend_cuda_pair_launches(pairs), nn = backend_cuda_pair_launches(nopairs);
+    checks++;
+    if (np <= 0 || nn != 0) {
+        printf("FAIL graph_pair: %ld batched pair launches (want > 0), %ld with the pairs off (want 0)\n", np, nn);
+        gpu_failures++;
+    } else {
+        printf("graph_pair     %-34s %ld batched pair launches ok\n", shape, np);
+    }
+    free(la); free(ln); free(le);
 }
 
 /* GEMV v4's fused variants in decode graphs (PAGELLM_CUDA_FUSE_PRO, graph.cu's peephole
@@ -927,6 +973,19 @@ int main(void) {
             test_graph_fused(gg, gp, c, 3);
         } else {
             printf("cuda graphs backends (gemv4, fused prologues on / off): %s\n", err);
+            gpu_failures++;
+        }
+        if (gg) gg->ops->destroy(gg);
+        if (gp) gp->ops->destroy(gp);
+        setenv("PAGELLM_CUDA_GEMM_PAIR", "2", 1);
+        gg = make_cuda("graphs", err);
+        setenv("PAGELLM_CUDA_GEMM_PAIR", "0", 1);
+        gp = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_GEMM_PAIR");
+        if (gg && gp) {
+            test_graph_pair(gg, gp, g);
+        } else {
+            printf("cuda graphs backends (gemm pairs on / off): %s\n", err);
             gpu_failures++;
         }
         if (gg) gg->ops->destroy(gg);

@@ -443,6 +443,7 @@ static void cu_destroy(Backend *b) {
                   c->graph_capture_s, c->graph_replays);
         cuda_graph_free(c);
         cuda_gemm_free_plans(c);
+        cuda_gemm_pair_free(c);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->d_samp_in) cudaFree(c->d_samp_in);
         if (c->h_samp_in) cudaFreeHost(c->h_samp_in);
@@ -478,6 +479,10 @@ static const BackendOps CUDA_OPS = {
 
 extern "C" long backend_cuda_fused_launches(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->fused_pro : 0;
+}
+
+extern "C" long backend_cuda_pair_launches(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->pair_launches : 0;
 }
 
 static int env_int(const char *name, int dflt) {
@@ -523,6 +528,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->gemv_mode = env_int("PAGELLM_CUDA_GEMV", -1);
     c->fuse = env_int("PAGELLM_CUDA_FUSE", 1);
     c->fuse_pro = env_int("PAGELLM_CUDA_FUSE_PRO", 1);
+    c->gemm_pair = env_int("PAGELLM_CUDA_GEMM_PAIR", 1);
     c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;

@@ -130,6 +130,19 @@ typedef struct GemmPlan {
 
 #define CUDA_MAX_PLANS 512
 
+/* gemm_pair.cu: a pair of same-shape matmuls reading one x as a cuBLASLt batch of 2 (layouts
+ * with BATCH_COUNT 2; the batch offsets are set per call). */
+typedef struct CudaPairPlan {
+    int rows, N, K, align;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    int use;               /* 1: batched (measured faster, or forced), 0: two matmuls */
+    float t_pair_us, t_sep_us;
+} CudaPairPlan;
+
+#define CUDA_MAX_PAIR_PLANS 64
+
 /* CUDA graphs for decode steps. Between set_batch and logits, a decode-only step's ops are
  * recorded (OpRec, arguments by value) instead of launched; at logits the log is compared
  * with the one captured for this batch size: equal -> replay the graph; new -> run eagerly
@@ -183,6 +196,9 @@ typedef struct CudaCtx {
                               residual add too) into neighbouring GEMV v4 launches in graphs
                               (graph.cu, where GEMV v4 may run) */
     long fused_pro;        /* launches run_log issued with a fused prologue (tests check > 0) */
+    int gemm_pair;         /* PAGELLM_CUDA_GEMM_PAIR (default 1): gate/up and k/v as one batched
+                              cuBLASLt matmul in graphs where timed faster (2: always; 0: never) */
+    long pair_launches;    /* batched pairs run_log issued (tests check > 0) */
     int gemv4;             /* PAGELLM_CUDA_GEMV4 (default 1): GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
@@ -278,6 +294,9 @@ typedef struct CudaCtx {
     /* use: 0 separate launches, 1 fused GEMV v1, 4 fused GEMV v4 (fastest measured) */
     struct { int rows, K, n, N[3], use; float t_fused, t_fused4, t_sep; } fuse_plans[64];
     int nfuse;
+
+    CudaPairPlan pair_plans[CUDA_MAX_PAIR_PLANS];
+    int npair;
 
     GemmPlan plans[CUDA_MAX_PLANS];
     int num_plans;
@@ -477,6 +496,14 @@ void cuda_gemm_free_plans(CudaCtx *c);
 /* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
  * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
+/* gemm_pair.cu: out0 = x @ w0^T and out1 = x @ w1^T ([rows, N] bf16 each, W [N, K]) as one
+ * cuBLASLt matmul of batch 2 where that is allowed (c->gemm_pair, rows > GEMV_MAX_ROWS, both
+ * plain matmuls cuBLASLt ones, weight and output offsets of one sign) and its plan says so;
+ * returns 1 when it ran them, 0 when the caller must run them one by one. Plans are made (and
+ * timed) outside captures only. */
+int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16 *w0, const bf16 *w1, int rows,
+                   int N, int K);
+void cuda_gemm_pair_free(CudaCtx *c);
 /* The path cuda_gemm takes for this shape (creating and autotuning its plan if new). */
 int cuda_gemm_path(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows,
                    int N, int K);

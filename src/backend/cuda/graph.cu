@@ -32,6 +32,9 @@
  * +add). Outputs that are then never written (the silu output, the norm output, the matmul
  * output that fed the add) must not be read later before being overwritten (buf_dead_after),
  * and only matmuls that would run as GEMVs anyway are fused (never cuBLASLt ones).
+ * try_pair_matmuls (PAGELLM_CUDA_GEMM_PAIR): at batch sizes above GEMV_MAX_ROWS, the k/v and
+ * gate/up matmul pairs (same x, same shape) become one cuBLASLt matmul of batch 2
+ * (gemm_pair.cu) where that measured faster.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -258,6 +261,22 @@ static int try_fuse_matmuls(CudaCtx *c, int i) {
     return n;
 }
 
+/* Two consecutive matmuls reading the same x with the same shape, no bias (k and v, gate and
+ * up) at row counts cuBLASLt runs: one batched cuBLASLt matmul where gemm_pair.cu's plan says so.
+ * Returns the records consumed (0 or 2). */
+static int try_pair_matmuls(CudaCtx *c, int i) {
+    if (!c->gemm_pair || i + 1 >= c->nlog) return 0;
+    const OpRec *a = &c->log[i], *b = &c->log[i + 1];
+    if (a->kind != OP_MATMUL || b->kind != OP_MATMUL || a->p[3] || b->p[3] || a->p[1] != b->p[1] ||
+        a->i[0] != b->i[0] || a->i[1] != b->i[1] || a->i[2] != b->i[2] || a->p[0] == b->p[0] ||
+        a->p[0] == a->p[1] || b->p[0] == b->p[1])
+        return 0;
+    if (!cuda_gemm_pair(c, (void *)a->p[0], (void *)b->p[0], (const bf16 *)a->p[1], (const bf16 *)a->p[2],
+                        (const bf16 *)b->p[2], a->i[0], a->i[1], a->i[2]))
+        return 0;
+    return 2;
+}
+
 /* qk_norm_rope followed by the kv_store of its k: one launch (cuda_qk_norm_rope_store) instead
  * of two. Returns the records consumed (0 or 2). */
 static int try_fuse_rope_store(CudaCtx *c, int i) {
@@ -471,6 +490,7 @@ static void run_log(CudaCtx *c, int whole_step) {
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
+        if (!used) used = try_pair_matmuls(c, i);
         if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }
         cuda_oprec_run(c, &c->log[i]);
