@@ -493,6 +493,11 @@ int cuda_gemv_supported(int rows, int N, int K, const void *x, const void *w, co
 void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, int rows, int N,
                int K);
 void cuda_gemm_free_plans(CudaCtx *c);
+/* The largest power of two <= 256 that divides every one of the n addresses (cuBLASLt's
+ * alignment preference for a plan), and the release of a plan's cuBLASLt objects (NULLs skipped). */
+int cuda_ptr_align(const void *const *p, int n);
+void cuda_lt_destroy(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                     cublasLtMatrixLayout_t c);
 /* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
  * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);

@@ -221,18 +221,24 @@ void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
 #define LT_TUNE_ALGOS 8      /* heuristic candidates timed per shape */
 #define LT_TUNE_MAX_ROWS 512 /* shapes with more rows keep the heuristic's first choice */
 
-static int ptr_align(const void *a, const void *b, const void *o) {
-    uintptr_t u = (uintptr_t)a | (uintptr_t)b | (uintptr_t)o;
+int cuda_ptr_align(const void *const *p, int n) {
+    uintptr_t u = 0;
+    for (int i = 0; i < n; i++) u |= (uintptr_t)p[i];
     int al = 256;
     while (al > 2 && (u & (uintptr_t)(al - 1))) al >>= 1;
     return al;
 }
 
+void cuda_lt_destroy(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                     cublasLtMatrixLayout_t c) {
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+}
+
 static void plan_destroy(GemmPlan *p) {
-    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
-    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
-    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
-    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    cuda_lt_destroy(p->desc, p->a, p->b, p->c);
     memset(p, 0, sizeof *p);
 }
 
@@ -300,7 +306,8 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
 
 static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
                           int rows, int N, int K) {
-    int align = ptr_align(x, w, out);
+    const void *ptrs[3] = {x, w, out};
+    int align = cuda_ptr_align(ptrs, 3);
     for (int i = 0; i < c->num_plans; i++) {
         GemmPlan *p = &c->plans[i];
         if (p->rows == rows && p->N == N && p->K == K && p->out_f32 == out_f32 &&

@@ -27,19 +27,8 @@ extern "C" {
 #include "util/log.h"
 }
 
-static int pair_align(const void *const *p, int n) {
-    uintptr_t u = 0;
-    for (int i = 0; i < n; i++) u |= (uintptr_t)p[i];
-    int al = 256;
-    while (al > 2 && (u & (uintptr_t)(al - 1))) al >>= 1;
-    return al;
-}
-
 static void pair_plan_destroy(CudaPairPlan *p) {
-    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
-    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
-    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
-    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    cuda_lt_destroy(p->desc, p->a, p->b, p->c);
     memset(p, 0, sizeof *p);
 }
 
@@ -121,7 +110,7 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
     if (cuda_gemm_path(c, out0, 0, x, w0, rows, N, K) != 0 || cuda_gemm_path(c, out1, 0, x, w1, rows, N, K) != 0)
         return 0;
     const void *ptrs[5] = {x, w0, w1, out0, out1};
-    const int align = pair_align(ptrs, 5);
+    const int align = cuda_ptr_align(ptrs, 5);
     CudaPairPlan *p = NULL;
     for (int i = 0; i < c->npair; i++) {
         CudaPairPlan *q = &c->pair_plans[i];
