@@ -19,7 +19,8 @@
 # (`pagellm bench latency`, 1 vs 513 output tokens).
 # ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting (default:
 # PAGELLM_ASYNC_SCHEDULING=1, after test_cuda_async's sync-vs-async token check). ENGINE_THR=0:
-# no throughput runs. ENGINE_ASYNC_TEST=0: no test_cuda_async.
+# no throughput runs. ENGINE_ASYNC_TEST=0: no test_cuda_async. ENGINE_THR_ENVS="VAR=v;...": the
+# bf16 throughput run again with each setting, then the default again.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -175,7 +176,7 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   # (timed from the first submit to the last token: start-up excluded; its log has the start-up)
   thr() { # $1: label, rest: extra engine flags
     local label=$1; shift
-    timeout 300 $FB/pagellm bench throughput $M --load-format dummy --device cuda --num-prompts 256 \
+    env ${THR_ENV:-} timeout 300 $FB/pagellm bench throughput $M --load-format dummy --device cuda --num-prompts 256 \
       --input-len 512 --output-len 512 --max-num-seqs 256 --max-num-batched-tokens 8192 --no-progress \
       --output-json /tmp/thr-$label.json "$@" > /tmp/thr-$label.log 2>&1
     echo "engine $label 256 x (512 in, 512 out), bench throughput rc=$?:"
@@ -234,6 +235,17 @@ PYEOF
   set --
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
   [ "${ENGINE_THR:-1}" = 1 ] && thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
+  # ENGINE_THR_ENVS="VAR=v;...": the bf16 throughput run again with each setting (e.g.
+  # PAGELLM_CUDA_GEMM_PAIR=0), then the default once more (the run-to-run spread)
+  if [ "${ENGINE_THR:-1}" = 1 ] && [ -n "${ENGINE_THR_ENVS:-}" ]; then
+    IFS=';' read -ra THRS <<< "$ENGINE_THR_ENVS;default"
+    ti=0
+    for te in "${THRS[@]}"; do
+      ti=$((ti + 1))
+      if [ "$te" = default ]; then THR_ENV= thr bf16-again; else THR_ENV="$te" thr bf16-ab$ti; fi |
+        sed "s/^engine bf16-[a-z0-9-]*/engine bf16 ($te)/" | tee -a "$OUT/engine.txt"
+    done
+  fi
 fi
 
 # ---------------------------------------------------------------- speed
