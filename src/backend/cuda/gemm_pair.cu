@@ -141,6 +141,12 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
     }
     if (!p->use) return 0;
     set_offsets(p, da, dc);
+    /* the algorithm was chosen for the first pair's offsets; this pair's must suit it too (run_log
+     * runs at eager steps and captures only, never at replays: the check costs no step time) */
+    cublasLtMatmulHeuristicResult_t chk;
+    if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &p->algo, &chk) != CUBLAS_STATUS_SUCCESS ||
+        chk.workspaceSize > c->lt_ws_bytes)
+        return 0;
     pair_run(c, p, out0, x, w0);
     c->pair_launches++;
     return 1;
