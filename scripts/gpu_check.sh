@@ -26,6 +26,8 @@
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
 # and the "Qwen3 shapes vs HF" table in summary.md.
 # GPU_CHECK_TAR=1: everything in $OUT packed into all.tgz at the end (the device tool returns 8 files).
+# GPU_CHECK_BUDGET_S (default 560): A/B variants and profiles are skipped when they would leave
+# too little of it for HF transformers and the packing.
 # Writes to $OUT (default ./gpu-results): env.txt, build.log, test_cuda_ops.log,
 # test_cuda_model.log, bench.log, bench.jsonl, hf_baseline.json, summary.md. docs/benchmarks.md ("GPU")
 # takes its numbers from these files (committed under dev/cuda/results/<date>/).
@@ -62,6 +64,10 @@ cd "$ROOT"
 B=${GPU_BUILD_DIR:-/tmp/pagellm-gpu-build}
 mkdir -p "$B"
 T0=$(date +%s)
+# GPU_CHECK_BUDGET_S (default 560: the device tool's 600 s per command, less packing): A/B
+# variants and profiles are skipped once fewer than RESERVE s (their argument) would be left,
+# so that HF transformers (last) and the packing of $OUT still run.
+budget_ok() { [ $(( $(date +%s) - T0 )) -lt $(( ${GPU_CHECK_BUDGET_S:-560} - ${1:-150} )) ]; }
 
 # ---------------------------------------------------------------- environment
 {
@@ -205,6 +211,7 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
   li=0
   for le in "${LATS[@]}"; do
     li=$((li + 1))
+    [ "$le" = default ] || budget_ok || { echo "engine latency $le: skipped (time budget)" | tee -a "$OUT/engine.txt"; continue; }
     envs=(); flags=()
     if [ "$le" != default ]; then
       for w in $le; do case "$w" in -*) flags+=("$w") ;; *=*) envs+=("$w") ;; *) flags+=("$w") ;; esac; done
@@ -242,6 +249,7 @@ PYEOF
     ti=0
     for te in "${THRS[@]}"; do
       ti=$((ti + 1))
+      budget_ok || { echo "engine bf16 ($te): skipped (time budget)" | tee -a "$OUT/engine.txt"; continue; }
       if [ "$te" = default ]; then THR_ENV= thr bf16-again; else THR_ENV="$te" thr bf16-ab$ti; fi |
         sed "s/^engine bf16-[a-z0-9-]*/engine bf16 ($te)/" | tee -a "$OUT/engine.txt"
     done
@@ -266,6 +274,7 @@ if [ -n "$AB_ENVS" ]; then
   [ -x $B-base/bench_cuda_qwen3 ] && AB_SEQ="base;default;$AB_ENVS;base;default"
   IFS=';' read -ra AB <<< "$AB_SEQ"
   for e in "${AB[@]}"; do
+    budget_ok || { echo "== A/B $e: skipped (time budget)"; continue; }
     echo "== A/B $e"
     BIN=$B/bench_cuda_qwen3
     case "$e" in base*) BIN=$B-base/bench_cuda_qwen3; e=${e#base}; e=${e#:} ;; esac
@@ -294,6 +303,7 @@ done
 # attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 8 warps, 3 the
 # same with 4 warps, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
 for pa in ${PREFILL_ATTN_LIST:-2 3 1}; do
+  budget_ok || break
   echo "== prefill profile PAGELLM_CUDA_PREFILL_ATTN=$pa" >> "$OUT/bench.log"
   PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
     grep -E "^prefill [0-9]+: TTFT" >> "$OUT/bench.log"
@@ -302,7 +312,7 @@ for pa in ${PREFILL_ATTN_LIST:-2 3 1}; do
 done
 grep -v "^gemm rows" "$OUT/bench.log" | grep -v "^INFO" | tail -120
 
-if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
+if [ $NCU -eq 1 ] && command -v ncu >/dev/null && budget_ok 250; then
   # Hardware counters of the kernels that bound the missed targets: the batch-1 GEMVs (decode),
   # the batched decode attention (bs 256, ctx 768) and the prefill attention (2048 tokens).
   NCU_SECT=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy
