@@ -3,13 +3,15 @@
  * poisoned (NaN) before each op so an unwritten element fails.
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
- * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
+ * (each GEMM path forced, so all are checked whatever the autotuner picks), "cuda-lt-splitk"
+ * (cuBLASLt with split-K variants timed, PAGELLM_CUDA_LT_SPLITK=1), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
- * graph_buckets). Needs a GPU; not run by CTest. */
+ * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
+ * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -890,6 +892,11 @@ int main(void) {
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
         if (gv4) BK[NBK++] = (NamedBackend){"cuda-gemv4", gv4};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
+        setenv("PAGELLM_CUDA_LT_SPLITK", "1", 1); /* cuBLASLt with split-K variants in its timing */
+        Backend *gls = make_cuda("0", err);
+        unsetenv("PAGELLM_CUDA_LT_SPLITK");
+        if (gls) BK[NBK++] = (NamedBackend){"cuda-lt-splitk", gls};
+        else printf("FAIL: cuda backend with PAGELLM_CUDA_LT_SPLITK=1: %s\n", err), gpu_failures++;
         BackendOptions fo = {0};
         fo.kv_dtype = DT_FP8_E4M3;
         fo.enforce_eager = 1;

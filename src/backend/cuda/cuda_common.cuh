@@ -125,6 +125,7 @@ typedef struct GemmPlan {
     cublasLtMatmulAlgo_t algo;
     int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
+    int lt_splitk;         /* K splits of the kept configuration (0: the candidate as offered) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
 } GemmPlan;
 
@@ -201,6 +202,7 @@ typedef struct CudaCtx {
     long pair_launches;    /* batched pairs run_log issued (tests check > 0) */
     int gemv4;             /* PAGELLM_CUDA_GEMV4 (default 1): GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
+    int lt_splitk;         /* PAGELLM_CUDA_LT_SPLITK (default 0): also time split-K variants (gemm.cu) */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
                               2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */

@@ -304,6 +304,44 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
     return cuda_time_median_us(c, path_run, &r);
 }
 
+/* PAGELLM_CUDA_LT_SPLITK=1 (session 5; off by default until a GPU run measures it): a shape
+ * whose 128 x 128 output tiles cannot fill the SMs (the N = 4096 projections at 256 rows: 64
+ * tiles on 132 SMs) also times its fastest candidate with K split 2, 3 and 4 ways, where the
+ * algorithm supports split-K (in-place reduction preferred: no extra kernel) and the workspace
+ * suffices; the fastest configuration is kept (p->algo, *best). */
+static void lt_try_splitk(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16 *w, float *best) {
+    const long tiles = (long)((p->N + 127) / 128) * ((p->rows + 127) / 128);
+    if (tiles >= c->num_sms) return;
+    int32_t sup = 0;
+    uint32_t mask = 0;
+    size_t wr = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(&p->algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &sup, sizeof sup, &wr) !=
+            CUBLAS_STATUS_SUCCESS || !sup ||
+        cublasLtMatmulAlgoCapGetAttribute(&p->algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask, sizeof mask,
+                                          &wr) != CUBLAS_STATUS_SUCCESS)
+        return;
+    const uint32_t scheme = (mask & CUBLASLT_REDUCTION_SCHEME_INPLACE) ? CUBLASLT_REDUCTION_SCHEME_INPLACE
+                            : (mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) ? CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+                                                                             : 0;
+    if (!scheme) return;
+    const cublasLtMatmulAlgo_t base = p->algo;
+    cublasLtMatmulAlgo_t keep = base;
+    for (int32_t k = 2; k <= 4 && p->K / k >= 256; k++) {
+        cublasLtMatmulAlgo_t a = base;
+        cublasLtMatmulHeuristicResult_t chk;
+        if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k, sizeof k) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof scheme) !=
+                CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &a, &chk) != CUBLAS_STATUS_SUCCESS ||
+            chk.workspaceSize > c->lt_ws_bytes)
+            continue;
+        p->algo = a;
+        const float t = time_us(c, p, 0, out, x, w);
+        if (t < *best) { *best = t; keep = a; p->lt_splitk = k; }
+    }
+    p->algo = keep;
+}
+
 static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
                           int rows, int N, int K) {
     const void *ptrs[3] = {x, w, out};
@@ -359,17 +397,18 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
      * candidates on the real operands and keep the fastest. Larger, ever-changing prefill row
      * counts keep the heuristic's choice (tuning each new count would stall live steps). */
     if (nres > 1 && c->lt_tune && rows <= LT_TUNE_MAX_ROWS && cap == cudaStreamCaptureStatusNone) {
-        float best = 0.f;
+        float best = 1e30f;
         for (int i = 0; i < nres; i++) {
             if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
             p->algo = res[i].algo;
             float t = time_us(c, p, 0, out, x, w);
-            if (i == 0 || t < best) { best = t; p->lt_choice = i; }
+            if (t < best) { best = t; p->lt_choice = i; }
         }
         p->algo = res[p->lt_choice].algo;
+        if (c->lt_splitk) lt_try_splitk(c, p, out, x, w, &best);
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest (%.1f us)\n",
-                    rows, N, K, p->lt_choice, nres, best);
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest%s%.0d (%.1f us)\n",
+                    rows, N, K, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk, best);
     }
     int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
     GemvSegs sg1 = one_seg(out, w, N);
