@@ -194,6 +194,9 @@ long backend_cuda_fused_launches(const Backend *b);
 /* Batched gate/up and k/v matmul pairs of decode graphs (PAGELLM_CUDA_GEMM_PAIR), counted the
  * same way; for tests. */
 long backend_cuda_pair_launches(const Backend *b);
+/* Decode attention launches that carried an L2 prefetch of the next matmul's weights
+ * (PAGELLM_CUDA_L2_PREFETCH), counted the same way; for tests. */
+long backend_cuda_l2_prefetches(const Backend *b);
 #endif
 /* By name ("cpu" | "cuda"): a build without CUDA refuses "cuda" with a clear error. */
 Backend *backend_new(const char *device, const BackendOptions *opt, char *err);

@@ -11,7 +11,8 @@
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
  * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
- * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"). Needs a GPU; not run by CTest. */
+ * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; decode attention prefetching the
+ * o-projection's weights into the L2 as "cuda-graphs-l2pf"). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -963,6 +964,24 @@ int main(void) {
         setenv("PAGELLM_CUDA_DECODE_COMBINE", "1", 1);
         graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs-merge1", err);
         unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
+        /* graphs whose decode attention prefetches the o-projection's weights into the L2 (a
+         * hint: the logits must not change); the prefetching launches must have been issued */
+        setenv("PAGELLM_CUDA_L2_PREFETCH", "32", 1);
+        Backend *gl = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_L2_PREFETCH");
+        if (gl) {
+            test_graph_decode(gl, g, "cuda-graphs-l2pf");
+            long npf = backend_cuda_l2_prefetches(gl);
+            checks++;
+            if (npf <= 0) {
+                printf("FAIL graph_decode cuda-graphs-l2pf: %ld prefetching attention launches (want > 0)\n", npf);
+                gpu_failures++;
+            }
+            gl->ops->destroy(gl);
+        } else {
+            printf("FAIL: cuda-graphs-l2pf backend: %s\n", err);
+            gpu_failures++;
+        }
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */
         BackendOptions go = {0};

@@ -485,6 +485,10 @@ extern "C" long backend_cuda_pair_launches(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->pair_launches : 0;
 }
 
+extern "C" long backend_cuda_l2_prefetches(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->l2_prefetches : 0;
+}
+
 static int env_int(const char *name, int dflt) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : dflt;
@@ -543,6 +547,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->decode_late_trigger = env_int("PAGELLM_CUDA_DECODE_TRIGGER", 1);
     c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
+    c->l2_prefetch_mb = env_int("PAGELLM_CUDA_L2_PREFETCH", 0);
+    c->l2_bytes = prop.l2CacheSize > 0 ? (size_t)prop.l2CacheSize : 0;
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {

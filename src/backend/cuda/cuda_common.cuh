@@ -99,6 +99,21 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+/* Asks the L2 to fetch [p, p + bytes) from HBM (a hint: no data comes back, nothing waits
+ * for it): the calling warp's lanes issue 64 KB bulk prefetches (Hopper's cp.async.bulk), a
+ * handful of instructions each. p 16-byte aligned, bytes a multiple of 16. No-op below sm_90. */
+__device__ __forceinline__ void l2_prefetch_warp(const void *p, unsigned bytes, int lane) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const size_t g = __cvta_generic_to_global(p);
+    for (unsigned off = (unsigned)lane << 16; off < bytes; off += 32u << 16) {
+        const unsigned n = bytes - off < (1u << 16) ? bytes - off : (1u << 16);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(g + off), "r"(n) : "memory");
+    }
+#else
+    (void)p; (void)bytes; (void)lane;
+#endif
+}
+
 /* The batch metadata of one step, on the device (pointers into one int32 buffer). */
 typedef struct DevBatch {
     int32_t *token_ids;    /* [T] */
@@ -238,6 +253,21 @@ typedef struct CudaCtx {
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
+    /* L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH=MB, default 0 = off; graph.cu's run_log):
+     * in small-batch decode steps, the attention kernel asks the L2 to fetch the next matmul's
+     * weights (at most l2_prefetch_mb MB) while it runs, so that the HBM, idle during rope,
+     * attention and the split merge, is already streaming what the o-projection reads next.
+     * pf_* is the request for the next decode attention launch only (set and cleared by
+     * run_log); l2_bytes is the card's L2 size; l2_prefetches counts launches that carried one
+     * (tests check > 0). */
+    int l2_prefetch_mb;
+    size_t l2_bytes;
+    const void *pf_ptr;
+    unsigned pf_bytes;
+    int pf_max_keys;       /* the kernel prefetches only while the step's keys (summed over its
+                              decode sequences) are at most this: its own KV reads then leave the
+                              prefetched lines room in the L2 */
+    long l2_prefetches;
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */

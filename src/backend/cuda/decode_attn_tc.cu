@@ -284,7 +284,8 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
     const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv,
-    float scale_log2, int *split_count, int late_trigger) {
+    float scale_log2, int *split_count, int late_trigger, const void *pf, unsigned pf_bytes,
+    int pf_max_keys) {
     using C = DtcCfg<HD, KV>;
     constexpr bool F16 = C::F16;
     extern __shared__ __align__(16) unsigned char dtc_smem[];
@@ -302,6 +303,17 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     const int kb = min(seq_len, split * chunk), ke = min(seq_len, kb + chunk);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    /* L2 prefetch of the next matmul's weights (CudaCtx.pf_ptr): after pdl_wait, so that the
+     * matmuls before this kernel have finished streaming through the L2; only while this
+     * step's keys leave the prefetched lines room (pf_max_keys; known here, not when the graph
+     * was captured) */
+    if (pf && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && warp == 0) {
+        int keys = 0;
+        for (int i = lane; i < (int)gridDim.z; i += 32) keys += seq_lens[decode_seqs[i]];
+#pragma unroll
+        for (int o = 16; o; o >>= 1) keys += __shfl_xor_sync(0xffffffffu, keys, o);
+        if (keys <= pf_max_keys) l2_prefetch_warp(pf, pf_bytes, lane);
+    }
     const int g = lane >> 2, t4 = lane & 3;
 
     uint32_t qa[HD / 16][2];
@@ -441,8 +453,10 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
-                c->decode_combine_fused ? c->attn_cnt : (int *)NULL, c->decode_late_trigger);
+                c->decode_combine_fused ? c->attn_cnt : (int *)NULL, c->decode_late_trigger,
+                c->pf_ptr, c->pf_bytes, c->pf_max_keys);
     CUDA_LAUNCH_CHECK(c);
+    if (c->pf_ptr) c->l2_prefetches++;
 }
 
 int cuda_decode_attn_tc_supported(int Hq, int Hkv, int hd) {

@@ -482,6 +482,34 @@ static int try_fuse_pro(CudaCtx *c, int i, int whole_step) {
     return pos - i;
 }
 
+/* PAGELLM_CUDA_L2_PREFETCH: before the decode attention record at log[i] of a small-batch
+ * decode step, points the attention launch at the weights of the matmul that follows it (the
+ * o-projection; at most c->l2_prefetch_mb MB), to be prefetched into the L2 while attention
+ * runs (decode_attn_tc.cu). The KV reads of the step must leave that room in the L2: the kernel
+ * skips the prefetch above pf_max_keys keys (the L2 minus the prefetch minus 2 MB, in KV bytes
+ * of one layer's key + value). Depends only on the log, like the other rewrites. */
+static void set_l2_prefetch(CudaCtx *c, int i) {
+    c->pf_ptr = NULL;
+    const OpRec *r = &c->log[i];
+    if (c->l2_prefetch_mb <= 0 || r->kind != OP_ATTN || c->T > GEMV_MAX_ROWS || c->num_prefill)
+        return;
+    const OpRec *m = NULL;
+    for (int j = i + 1; j < c->nlog && j <= i + 3 && !m; j++)
+        if (c->log[j].kind == OP_MATMUL) m = &c->log[j];
+    if (!m || ((uintptr_t)m->p[2] & 15)) return;
+    size_t bytes = (size_t)m->i[1] * (size_t)m->i[2] * sizeof(bf16);
+    const size_t cap = (size_t)c->l2_prefetch_mb << 20;
+    if (bytes > cap) bytes = cap;
+    bytes &= ~(size_t)15;
+    const size_t margin = (size_t)2 << 20;
+    if (!bytes || c->l2_bytes < bytes + margin) return;
+    const size_t key_bytes = (size_t)2 * r->i[1] * r->i[2] * (c->kv_fp8 ? 1 : 2); /* Hkv, hd */
+    const size_t max_keys = (c->l2_bytes - bytes - margin) / (key_bytes ? key_bytes : 1);
+    c->pf_ptr = m->p[2];
+    c->pf_bytes = (unsigned)bytes;
+    c->pf_max_keys = max_keys > (size_t)INT32_MAX ? INT32_MAX : (int)max_keys;
+}
+
 /* Runs the log: peephole rewrites first (each consumes the records it replaced), else one op.
  * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
  * on the log and on plans made by the eager step before a capture, so a captured graph runs the
@@ -493,7 +521,9 @@ static void run_log(CudaCtx *c, int whole_step) {
         if (!used) used = try_pair_matmuls(c, i);
         if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }
+        set_l2_prefetch(c, i);
         cuda_oprec_run(c, &c->log[i]);
+        c->pf_ptr = NULL;
         i++;
     }
 }
