@@ -12,7 +12,8 @@
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
  * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
  * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; decode attention prefetching the
- * o-projection's weights into the L2 as "cuda-graphs-l2pf"). Needs a GPU; not run by CTest. */
+ * o-projection's weights into the L2 as "cuda-graphs-l2pf"; the step tuner as
+ * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -980,6 +981,24 @@ int main(void) {
             gl->ops->destroy(gl);
         } else {
             printf("FAIL: cuda-graphs-l2pf backend: %s\n", err);
+            gpu_failures++;
+        }
+        /* the step tuner (every graph size times fusions / prefetch on and off, keeps the
+         * fastest): whichever it keeps, the logits stay those of the eager backend */
+        setenv("PAGELLM_CUDA_STEP_TUNE", "1", 1);
+        Backend *gt = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_STEP_TUNE");
+        if (gt) {
+            test_graph_decode(gt, g, "cuda-graphs-steptune");
+            long nt = backend_cuda_step_tunes(gt);
+            checks++;
+            if (nt <= 0) {
+                printf("FAIL graph_decode cuda-graphs-steptune: %ld graph sizes tuned (want > 0)\n", nt);
+                gpu_failures++;
+            }
+            gt->ops->destroy(gt);
+        } else {
+            printf("FAIL: cuda-graphs-steptune backend: %s\n", err);
             gpu_failures++;
         }
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the

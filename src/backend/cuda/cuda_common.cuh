@@ -184,8 +184,17 @@ typedef struct OpRec {
 #define CUDA_GRAPH_MAX_BS 512   /* largest graph batch (vLLM's largest default capture size) */
 #define CUDA_GRAPH_MAX_SIZES 64 /* capture sizes kept (vLLM's default list has at most 51) */
 
+/* The run_log choices that a decode step of one graph size may make differently from the
+ * configuration (graph.cu's step tuner): fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO) and
+ * the MB of the L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH; 0 none). */
+typedef struct StepFlags {
+    int pro, pf_mb;
+} StepFlags;
+
 typedef struct CudaGraph {
     int T, S, R, block_size, num_decode, decode_splits;
+    int tuned;             /* flags below timed for this size (PAGELLM_CUDA_STEP_TUNE) */
+    StepFlags flags;       /* the fastest measured, used by every later step of this size */
     unsigned gen;          /* CudaCtx.gen at capture: scratch buffers it baked in */
     int nops;
     OpRec *ops;
@@ -258,9 +267,10 @@ typedef struct CudaCtx {
      * weights (at most l2_prefetch_mb MB) while it runs, so that the HBM, idle during rope,
      * attention and the split merge, is already streaming what the o-projection reads next.
      * pf_* is the request for the next decode attention launch only (set and cleared by
-     * run_log); l2_bytes is the card's L2 size; l2_prefetches counts launches that carried one
+     * run_log); l2_bytes is the card's L2 size (0 below sm_90, which has no bulk prefetch);
+     * l2_prefetches counts launches that carried one
      * (tests check > 0). */
-    int l2_prefetch_mb;
+    int l2_prefetch_mb;    /* -1 (default): off, a candidate of 32 MB for the step tuner */
     size_t l2_bytes;
     const void *pf_ptr;
     unsigned pf_bytes;
@@ -268,6 +278,13 @@ typedef struct CudaCtx {
                               decode sequences) are at most this: its own KV reads then leave the
                               prefetched lines room in the L2 */
     long l2_prefetches;
+    /* PAGELLM_CUDA_STEP_TUNE=1 (default 0 until a GPU run has measured it): the first eager
+     * decode step of each graph size <= GEMV_MAX_ROWS times the whole step under each StepFlags
+     * variant (fusions on / off, prefetch on / off) and keeps the fastest for that size
+     * (graph.cu); step_tunes counts the sizes tuned (tests) */
+    int step_tune;
+    long step_tunes;
+    StepFlags run;         /* the flags of the run_log in progress */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */

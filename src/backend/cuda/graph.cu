@@ -34,7 +34,12 @@
  * and only matmuls that would run as GEMVs anyway are fused (never cuBLASLt ones).
  * try_pair_matmuls (PAGELLM_CUDA_GEMM_PAIR): at batch sizes above GEMV_MAX_ROWS, the k/v and
  * gate/up matmul pairs (same x, same shape) become one cuBLASLt matmul of batch 2
- * (gemm_pair.cu) where that measured faster.
+ * (gemm_pair.cu) where that measured faster. set_l2_prefetch (PAGELLM_CUDA_L2_PREFETCH): the
+ * decode attention of a small batch prefetches the o-projection's weights into the L2.
+ *
+ * Step tuner (PAGELLM_CUDA_STEP_TUNE): the first eager step of a small graph size is timed whole
+ * under each StepFlags variant (prologue fusions on / off, L2 prefetch on / off); the size keeps
+ * the fastest for its captures and replays.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -333,7 +338,7 @@ static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
 /* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
  * (the autotuner may pick it unless PAGELLM_CUDA_GEMV4=0; PAGELLM_CUDA_GEMV=4 forces it). */
 static int pro_allowed(const CudaCtx *c) {
-    return c->fuse_pro && (c->gemv4 || c->gemv_mode == 4);
+    return c->run.pro && (c->gemv4 || c->gemv_mode == 4);
 }
 
 /* Whether the n matmuls of a group at log[j] (n = 1: cuda_gemm's plan; n >= 2: the fuse plan,
@@ -484,21 +489,21 @@ static int try_fuse_pro(CudaCtx *c, int i, int whole_step) {
 
 /* PAGELLM_CUDA_L2_PREFETCH: before the decode attention record at log[i] of a small-batch
  * decode step, points the attention launch at the weights of the matmul that follows it (the
- * o-projection; at most c->l2_prefetch_mb MB), to be prefetched into the L2 while attention
+ * o-projection; at most c->run.pf_mb MB), to be prefetched into the L2 while attention
  * runs (decode_attn_tc.cu). The KV reads of the step must leave that room in the L2: the kernel
  * skips the prefetch above pf_max_keys keys (the L2 minus the prefetch minus 2 MB, in KV bytes
  * of one layer's key + value). Depends only on the log, like the other rewrites. */
 static void set_l2_prefetch(CudaCtx *c, int i) {
     c->pf_ptr = NULL;
     const OpRec *r = &c->log[i];
-    if (c->l2_prefetch_mb <= 0 || r->kind != OP_ATTN || c->T > GEMV_MAX_ROWS || c->num_prefill)
+    if (c->run.pf_mb <= 0 || r->kind != OP_ATTN || c->T > GEMV_MAX_ROWS || c->num_prefill)
         return;
     const OpRec *m = NULL;
     for (int j = i + 1; j < c->nlog && j <= i + 3 && !m; j++)
         if (c->log[j].kind == OP_MATMUL) m = &c->log[j];
     if (!m || ((uintptr_t)m->p[2] & 15)) return;
     size_t bytes = (size_t)m->i[1] * (size_t)m->i[2] * sizeof(bf16);
-    const size_t cap = (size_t)c->l2_prefetch_mb << 20;
+    const size_t cap = (size_t)c->run.pf_mb << 20;
     if (bytes > cap) bytes = cap;
     bytes &= ~(size_t)15;
     const size_t margin = (size_t)2 << 20;
@@ -514,7 +519,8 @@ static void set_l2_prefetch(CudaCtx *c, int i) {
  * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
  * on the log and on plans made by the eager step before a capture, so a captured graph runs the
  * launches its eager step ran. */
-static void run_log(CudaCtx *c, int whole_step) {
+static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
+    c->run = flags;
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
@@ -528,11 +534,88 @@ static void run_log(CudaCtx *c, int whole_step) {
     }
 }
 
+/* The flags the configuration asks for (the step tuner may choose others per graph size). */
+static StepFlags config_flags(const CudaCtx *c) {
+    StepFlags f;
+    f.pro = c->fuse_pro;
+    f.pf_mb = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : 0;
+    return f;
+}
+
+/* The flags for the steps of graph g: the tuned ones once measured, else the configuration's. */
+static StepFlags graph_flags(const CudaCtx *c, const CudaGraph *g) {
+    return g->tuned ? g->flags : config_flags(c);
+}
+
 void cuda_graph_flush(CudaCtx *c) {
     if (!c->recording) return;
     c->recording = 0;
-    run_log(c, 0);
+    run_log(c, 0, config_flags(c));
     c->nlog = 0;
+}
+
+/* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
+
+/* Why: whether folding small ops into GEMV v4 and prefetching weights into the L2 pay off
+ * depends on the shape and the card in ways the kernels' own timings do not show (a fused
+ * prologue stages all of x in every persistent block; a prefetch only helps where the HBM would
+ * otherwise idle), so the step itself is timed. A whole decode step's log can run again and
+ * again with the same result: the embedding rewrites the residual stream, every scratch buffer
+ * is written before it is read, and the KV store writes the same values to the same slots. So the
+ * first eager step of a graph size <= GEMV_MAX_ROWS (the start-up warm-up, before any capture)
+ * runs its log once per variant (plans and autotuning happen there), then 5 times per variant
+ * interleaved, and g keeps the variant of the smallest median. Not under tensor parallelism
+ * (every rank would have to time in lock step) and never during a capture. */
+static void step_tune(CudaCtx *c, CudaGraph *g) {
+    if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
+    for (int i = 0; i < c->nlog; i++)
+        if (c->log[i].kind == OP_ALLREDUCE) return;
+    const StepFlags base = config_flags(c);
+    const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
+    StepFlags v[4];
+    int n = 0;
+    for (int pro = base.pro; pro >= 0; pro--) {
+        if (pro && !(c->gemv4 || c->gemv_mode == 4)) continue; /* nothing to fold without v4 */
+        v[n].pro = pro; v[n].pf_mb = 0; n++;
+        if (pf_cand > 0 && c->l2_bytes > 0) { v[n].pro = pro; v[n].pf_mb = pf_cand; n++; }
+    }
+    g->tuned = 1;
+    g->flags = base;
+    c->step_tunes++;
+    if (n <= 1) { if (n == 1) g->flags = v[0]; return; }
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    for (int k = 0; k < n; k++) run_log(c, 1, v[k]); /* plans, autotuning */
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    float ts[4][5];
+    for (int rep = 0; rep < 5; rep++)
+        for (int k = 0; k < n; k++) {
+            CUDA_CHECK(cudaEventRecord(e0, c->stream));
+            run_log(c, 1, v[k]);
+            CUDA_CHECK(cudaEventRecord(e1, c->stream));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            CUDA_CHECK(cudaEventElapsedTime(&ts[k][rep], e0, e1));
+        }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    float med[4];
+    int best = 0;
+    for (int k = 0; k < n; k++) {
+        float *t = ts[k];
+        for (int i = 1; i < 5; i++)
+            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+        med[k] = t[2];
+        if (med[k] < med[best]) best = k;
+    }
+    g->flags = v[best];
+    if (getenv("PAGELLM_CUDA_GEMM_LOG")) {
+        fprintf(stderr, "step T=%d:", c->T);
+        for (int k = 0; k < n; k++)
+            fprintf(stderr, " fuse_pro %d prefetch %d MB %.3f ms%s", v[k].pro, v[k].pf_mb, med[k],
+                    k + 1 < n ? "," : "");
+        fprintf(stderr, " -> fuse_pro %d prefetch %d MB\n", g->flags.pro, g->flags.pf_mb);
+    }
 }
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
@@ -553,7 +636,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         cudaGraph_t graph;
         c->capturing = 1;
         CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-        run_log(c, 1);
+        run_log(c, 1, graph_flags(c, g));
         CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
         c->capturing = 0;
         CUDA_CHECK(cudaGraphInstantiate(&g->exec, graph, 0));
@@ -562,7 +645,8 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
     } else {
-        run_log(c, 1); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        run_log(c, 1, graph_flags(c, g)); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        step_tune(c, g);
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;
         free(g->ops);
