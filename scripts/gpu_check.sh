@@ -9,7 +9,8 @@
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare.
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
-# default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one).
+# default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
+# AB_SHAPES (default "8b"): the shapes each setting runs on.
 # Entries "base" or "base:VAR=v VAR2=w" run the BASE_TREE build. SKIP_OP_TESTS=1: no op tests.
 # BASE_TREE=dir: another source tree (an older commit) built beside this one and timed in the A/B.
 # --engine (needs no --model; builds the full tree): 256 requests of 512 random prompt tokens / 512 output tokens (ignore_eos) through
@@ -275,11 +276,14 @@ if [ -n "$AB_ENVS" ]; then
   IFS=';' read -ra AB <<< "$AB_SEQ"
   for e in "${AB[@]}"; do
     budget_ok || { echo "== A/B $e: skipped (time budget)"; continue; }
-    echo "== A/B $e"
     BIN=$B/bench_cuda_qwen3
+    label=$e
     case "$e" in base*) BIN=$B-base/bench_cuda_qwen3; e=${e#base}; e=${e#:} ;; esac
     if [ -z "$e" ] || [ "$e" = default ]; then set --; else set -- env $e; fi
-    "$@" timeout 120 $BIN 8b --bs-list 1,256 2>&1 >/dev/null | grep -E "bs1 decode|decode bs="
+    for abs in ${AB_SHAPES:-8b}; do
+      echo "== A/B $label ($abs)"
+      "$@" timeout 120 $BIN $abs --bs-list 1,256 2>&1 >/dev/null | grep -E "bs1 decode|decode bs=|^step T="
+    done
   done >> "$OUT/bench.log"
   set --
 fi
