@@ -875,6 +875,28 @@ static Backend *make_cuda(const char *gemv_mode, char *err) {
     return b;
 }
 
+/* graph_decode on a graphs backend made with env var `var` = `val` (unset after), and the
+ * backend's counter of what that setting does (`what`) must be > 0 afterwards. */
+static void graph_decode_counted(const char *var, const char *val, const char *label, Backend *ref,
+                                 long (*counter)(const Backend *), const char *what, char *err) {
+    setenv(var, val, 1);
+    Backend *b = make_cuda("graphs", err);
+    unsetenv(var);
+    if (!b) {
+        printf("FAIL: %s backend: %s\n", label, err);
+        gpu_failures++;
+        return;
+    }
+    test_graph_decode(b, ref, label);
+    const long n = counter(b);
+    checks++;
+    if (n <= 0) {
+        printf("FAIL graph_decode %s: %ld %s (want > 0)\n", label, n, what);
+        gpu_failures++;
+    }
+    b->ops->destroy(b);
+}
+
 int main(void) {
     const char *s = getenv("PAGELLM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
@@ -967,40 +989,12 @@ int main(void) {
         unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
         /* graphs whose decode attention prefetches the o-projection's weights into the L2 (a
          * hint: the logits must not change); the prefetching launches must have been issued */
-        setenv("PAGELLM_CUDA_L2_PREFETCH", "32", 1);
-        Backend *gl = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_L2_PREFETCH");
-        if (gl) {
-            test_graph_decode(gl, g, "cuda-graphs-l2pf");
-            long npf = backend_cuda_l2_prefetches(gl);
-            checks++;
-            if (npf <= 0) {
-                printf("FAIL graph_decode cuda-graphs-l2pf: %ld prefetching attention launches (want > 0)\n", npf);
-                gpu_failures++;
-            }
-            gl->ops->destroy(gl);
-        } else {
-            printf("FAIL: cuda-graphs-l2pf backend: %s\n", err);
-            gpu_failures++;
-        }
+        graph_decode_counted("PAGELLM_CUDA_L2_PREFETCH", "32", "cuda-graphs-l2pf", g,
+                             backend_cuda_l2_prefetches, "prefetching attention launches", err);
         /* the step tuner (every graph size times fusions / prefetch on and off, keeps the
          * fastest): whichever it keeps, the logits stay those of the eager backend */
-        setenv("PAGELLM_CUDA_STEP_TUNE", "1", 1);
-        Backend *gt = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_STEP_TUNE");
-        if (gt) {
-            test_graph_decode(gt, g, "cuda-graphs-steptune");
-            long nt = backend_cuda_step_tunes(gt);
-            checks++;
-            if (nt <= 0) {
-                printf("FAIL graph_decode cuda-graphs-steptune: %ld graph sizes tuned (want > 0)\n", nt);
-                gpu_failures++;
-            }
-            gt->ops->destroy(gt);
-        } else {
-            printf("FAIL: cuda-graphs-steptune backend: %s\n", err);
-            gpu_failures++;
-        }
+        graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
+                             backend_cuda_step_tunes, "graph sizes tuned", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */
         BackendOptions go = {0};
