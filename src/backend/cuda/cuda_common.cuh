@@ -145,6 +145,7 @@ typedef struct GemmPlan {
 } GemmPlan;
 
 #define CUDA_MAX_PLANS 512
+#define LT_TUNE_ALGOS 8      /* cuBLASLt heuristic candidates timed per shape (gemm.cu, gemm_pair.cu) */
 
 /* gemm_pair.cu: a pair of same-shape matmuls reading one x as a cuBLASLt batch of 2 (layouts
  * with BATCH_COUNT 2; the batch offsets are set per call). */
@@ -154,6 +155,8 @@ typedef struct CudaPairPlan {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
     int use;               /* 1: batched (measured faster, or forced), 0: two matmuls */
+    int lt_choice;         /* heuristic candidate kept (the fastest batched one) */
+    int lt_splitk;         /* its K splits (PAGELLM_CUDA_LT_SPLITK; 0: unsplit) */
     float t_pair_us, t_sep_us;
 } CudaPairPlan;
 
@@ -550,6 +553,10 @@ void cuda_lt_destroy(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublas
 /* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
  * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
+/* gemm.cu's split-K search (PAGELLM_CUDA_LT_SPLITK), shared with gemm_pair.cu: see there. */
+int cuda_lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
+                       cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg);
 /* gemm_pair.cu: out0 = x @ w0^T and out1 = x @ w1^T ([rows, N] bf16 each, W [N, K]) as one
  * cuBLASLt matmul of batch 2 where that is allowed (c->gemm_pair, rows > GEMV_MAX_ROWS, both
  * plain matmuls cuBLASLt ones, weight and output offsets of one sign) and its plan says so;

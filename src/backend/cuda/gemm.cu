@@ -218,7 +218,6 @@ void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
 
 /* ---------------- cuBLASLt plans ---------------- */
 
-#define LT_TUNE_ALGOS 8      /* heuristic candidates timed per shape */
 #define LT_TUNE_MAX_ROWS 512 /* shapes with more rows keep the heuristic's first choice */
 
 int cuda_ptr_align(const void *const *p, int n) {
@@ -304,42 +303,56 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
     return cuda_time_median_us(c, path_run, &r);
 }
 
-/* PAGELLM_CUDA_LT_SPLITK=1 (session 5; off by default until a GPU run measures it): a shape
- * whose 128 x 128 output tiles cannot fill the SMs (the N = 4096 projections at 256 rows: 64
- * tiles on 132 SMs) also times its fastest candidate with K split 2, 3 and 4 ways, where the
- * algorithm supports split-K (in-place reduction preferred: no extra kernel) and the workspace
- * suffices; the fastest configuration is kept (p->algo, *best). */
-static void lt_try_splitk(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16 *w, float *best) {
-    const long tiles = (long)((p->N + 127) / 128) * ((p->rows + 127) / 128);
-    if (tiles >= c->num_sms) return;
+/* PAGELLM_CUDA_LT_SPLITK=1 (session 5; off by default until a GPU run measures it): a matmul
+ * whose 128 x 128 output tiles cannot fill the SMs (at 256 rows: the N = 4096 projections have
+ * 64 tiles on 132 SMs, k and v (N = 1024) 16) also times its fastest algorithm with K split 2, 3,
+ * 4, 6 and 8 ways (while tiles x splits <= 2 x SMs and every split keeps >= 256 of K), with each
+ * reduction scheme the algorithm offers (in place in the output, or in float32 workspace), where
+ * the workspace suffices. time_fn(arg) times the matmul with *algo (desc and layouts as given).
+ * *algo and *best end as the fastest configuration; returns its split count (0: unsplit). */
+int cuda_lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
+                       cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg) {
+    if (tiles >= c->num_sms) return 0;
     int32_t sup = 0;
     uint32_t mask = 0;
     size_t wr = 0;
-    if (cublasLtMatmulAlgoCapGetAttribute(&p->algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &sup, sizeof sup, &wr) !=
+    if (cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &sup, sizeof sup, &wr) !=
             CUBLAS_STATUS_SUCCESS || !sup ||
-        cublasLtMatmulAlgoCapGetAttribute(&p->algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask, sizeof mask,
+        cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask, sizeof mask,
                                           &wr) != CUBLAS_STATUS_SUCCESS)
-        return;
-    const uint32_t scheme = (mask & CUBLASLT_REDUCTION_SCHEME_INPLACE) ? CUBLASLT_REDUCTION_SCHEME_INPLACE
-                            : (mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) ? CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
-                                                                             : 0;
-    if (!scheme) return;
-    const cublasLtMatmulAlgo_t base = p->algo;
+        return 0;
+    const uint32_t schemes[2] = {CUBLASLT_REDUCTION_SCHEME_INPLACE, CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE};
+    static const int32_t splits[] = {2, 3, 4, 6, 8};
+    const cublasLtMatmulAlgo_t base = *algo;
     cublasLtMatmulAlgo_t keep = base;
-    for (int32_t k = 2; k <= 4 && p->K / k >= 256; k++) {
-        cublasLtMatmulAlgo_t a = base;
-        cublasLtMatmulHeuristicResult_t chk;
-        if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k, sizeof k) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof scheme) !=
-                CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &a, &chk) != CUBLAS_STATUS_SUCCESS ||
-            chk.workspaceSize > c->lt_ws_bytes)
-            continue;
-        p->algo = a;
-        const float t = time_us(c, p, 0, out, x, w);
-        if (t < *best) { *best = t; keep = a; p->lt_splitk = k; }
+    int kept = 0;
+    for (unsigned i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        const int32_t k = splits[i];
+        if (K / k < 256 || tiles * k > 2L * c->num_sms) break;
+        for (int sc = 0; sc < 2; sc++) {
+            if (!(mask & schemes[sc])) continue;
+            cublasLtMatmulAlgo_t a = base;
+            cublasLtMatmulHeuristicResult_t chk;
+            if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k, sizeof k) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &schemes[sc],
+                                                     sizeof schemes[sc]) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulAlgoCheck(c->lt, desc, la, lb, lc, lc, &a, &chk) != CUBLAS_STATUS_SUCCESS ||
+                chk.workspaceSize > c->lt_ws_bytes)
+                continue;
+            *algo = a;
+            const float t = time_fn(arg);
+            if (t < *best) { *best = t; keep = a; kept = k; }
+        }
     }
-    p->algo = keep;
+    *algo = keep;
+    return kept;
+}
+
+typedef struct PlanTiming { CudaCtx *c; GemmPlan *p; void *out; const bf16 *x, *w; } PlanTiming;
+static float plan_time_lt(void *arg) {
+    PlanTiming *t = (PlanTiming *)arg;
+    return time_us(t->c, t->p, 0, t->out, t->x, t->w);
 }
 
 static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
@@ -405,7 +418,12 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
             if (t < best) { best = t; p->lt_choice = i; }
         }
         p->algo = res[p->lt_choice].algo;
-        if (c->lt_splitk) lt_try_splitk(c, p, out, x, w, &best);
+        if (c->lt_splitk) {
+            PlanTiming pt = {c, p, out, x, w};
+            const long tiles = (long)((N + 127) / 128) * ((rows + 127) / 128);
+            p->lt_splitk = cuda_lt_try_splitk(c, p->desc, p->a, p->b, p->c, tiles, K, &p->algo, &best,
+                                              plan_time_lt, &pt);
+        }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
             fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest%s%.0d (%.1f us)\n",
                     rows, N, K, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk, best);

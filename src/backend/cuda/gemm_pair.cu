@@ -16,8 +16,9 @@
  * as two matmuls.
  *
  * Each shape (rows, N, K, alignment) gets a plan the first time it is seen outside a capture:
- * the heuristic's algorithm for the batched layouts, timed against the two plain matmuls on the
- * real operands (median of 5); the faster is kept. PAGELLM_CUDA_GEMM_PAIR: 0 off, 1 timed (the
+ * the fastest of the heuristic's candidates for the batched layouts (and split-K variants with
+ * PAGELLM_CUDA_LT_SPLITK=1), timed against the two plain matmuls on the real operands (medians
+ * of 5); the faster is kept. PAGELLM_CUDA_GEMM_PAIR: 0 off, 1 timed (the
  * default), 2 batched whenever possible (tests). */
 #include <string.h>
 
@@ -45,8 +46,9 @@ static void set_offsets(CudaPairPlan *p, int64_t da, int64_t dc) {
 }
 
 /* The batched layouts (column-major view as gemm.cu: C[N, rows] = W^T[N, K] * X[K, rows], batch
- * of 2) and the heuristic's algorithm; 0, or -1 when cuBLASLt offers none. */
-static int pair_plan_make(CudaCtx *c, CudaPairPlan *p, int64_t da, int64_t dc) {
+ * of 2) and the heuristic's candidates (up to LT_TUNE_ALGOS, into res); how many it offered. */
+static int pair_plan_make(CudaCtx *c, CudaPairPlan *p, int64_t da, int64_t dc,
+                          cublasLtMatmulHeuristicResult_t *res) {
     const int32_t two = 2;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -68,13 +70,13 @@ static int pair_plan_make(CudaCtx *c, CudaPairPlan *p, int64_t da, int64_t dc) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref,
+                                                       LT_TUNE_ALGOS, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || nres == 0 || res.state != CUBLAS_STATUS_SUCCESS) return -1;
-    p->algo = res.algo;
-    return 0;
+    if (st != CUBLAS_STATUS_SUCCESS || nres == 0 || res[0].state != CUBLAS_STATUS_SUCCESS) return 0;
+    p->algo = res[0].algo;
+    return nres;
 }
 
 static void pair_run(CudaCtx *c, CudaPairPlan *p, void *out0, const bf16 *x, const bf16 *w0) {
@@ -95,6 +97,30 @@ static void pair_timing_run(void *arg) {
         cuda_gemm(t->c, t->o0, 0, t->x, t->w0, t->p->rows, t->p->N, t->p->K);
         cuda_gemm(t->c, t->o1, 0, t->x, t->w1, t->p->rows, t->p->N, t->p->K);
     }
+}
+static float pair_time_us(void *arg) {
+    return cuda_time_median_us(((PairTiming *)arg)->c, pair_timing_run, arg);
+}
+
+/* The batched plan's algorithm: the fastest of the heuristic's candidates on the real operands
+ * (the first alone without PAGELLM_CUDA_LT_TUNE), then split-K where PAGELLM_CUDA_LT_SPLITK asks;
+ * its time in p->t_pair_us. */
+static void pair_plan_tune(CudaCtx *c, CudaPairPlan *p, const cublasLtMatmulHeuristicResult_t *res, int nres,
+                           PairTiming *t) {
+    t->batched = 1;
+    float best = 1e30f;
+    for (int i = 0; i < (c->lt_tune ? nres : 1); i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        p->algo = res[i].algo;
+        const float us = pair_time_us(t);
+        if (us < best) { best = us; p->lt_choice = i; }
+    }
+    p->algo = res[p->lt_choice].algo;
+    if (c->lt_splitk) {
+        const long tiles = 2L * ((p->N + 127) / 128) * ((p->rows + 127) / 128);
+        p->lt_splitk = cuda_lt_try_splitk(c, p->desc, p->a, p->b, p->c, tiles, p->K, &p->algo, &best, pair_time_us, t);
+    }
+    p->t_pair_us = best;
 }
 
 int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16 *w0, const bf16 *w1, int rows,
@@ -123,21 +149,26 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
         p = &c->pair_plans[c->npair++];
         memset(p, 0, sizeof *p);
         p->rows = rows; p->N = N; p->K = K; p->align = align;
-        if (pair_plan_make(c, p, da, dc) != 0) {
+        cublasLtMatmulHeuristicResult_t res[LT_TUNE_ALGOS];
+        const int nres = pair_plan_make(c, p, da, dc, res);
+        if (nres == 0) {
             p->use = 0; /* no batched algorithm: two matmuls (layouts kept for the lookup) */
             LOG_D("cuda gemm pair rows=%d N=%d K=%d: no cuBLASLt algorithm for the batch", rows, N, K);
-        } else if (c->gemm_pair == 2) {
-            p->use = 1;
         } else {
-            PairTiming t = {c, p, 0, out0, out1, x, w0, w1};
-            p->t_sep_us = cuda_time_median_us(c, pair_timing_run, &t);
-            t.batched = 1;
-            p->t_pair_us = cuda_time_median_us(c, pair_timing_run, &t);
-            p->use = p->t_pair_us < p->t_sep_us;
+            PairTiming t = {c, p, 1, out0, out1, x, w0, w1};
+            pair_plan_tune(c, p, res, nres, &t);
+            if (c->gemm_pair == 2) {
+                p->use = 1;
+            } else {
+                t.batched = 0;
+                p->t_sep_us = pair_time_us(&t);
+                p->use = p->t_pair_us < p->t_sep_us;
+            }
         }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm pair rows=%d N=%d K=%d: batched %.1f us, separate %.1f us -> %s\n", rows, N, K,
-                    p->t_pair_us, p->t_sep_us, p->use ? "batched" : "separate");
+            fprintf(stderr, "gemm pair rows=%d N=%d K=%d: batched %.1f us (candidate %d of %d%s%.0d), separate %.1f us -> %s\n",
+                    rows, N, K, p->t_pair_us, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk,
+                    p->t_sep_us, p->use ? "batched" : "separate");
     }
     if (!p->use) return 0;
     set_offsets(p, da, dc);
