@@ -6,7 +6,7 @@
 #   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--fast] [--ncu]
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
-# and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare.
+# and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes, and
 # dev/cuda/l2_prefetch.cu (DEV_TOOLS="gemv l2_prefetch" by default: which of the two run).
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
@@ -303,7 +303,7 @@ fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
 [ $FAST -eq 1 ] || for kv in "" --kv-fp8; do
-  for dec in ${DECODE_ATTN_LIST:-1 3}; do
+  for dec in ${DECODE_ATTN_LIST-1 3}; do
     echo "== decode op profile ${kv:-bf16 KV}, PAGELLM_CUDA_DECODE_ATTN=$dec" >> "$OUT/bench.log"
     PAGELLM_CUDA_DECODE_ATTN=$dec timeout 90 $B/bench_cuda_qwen3 8b $kv --decode 8 --bs-list 64,256 --ctx 768 \
       --op-profile 2>&1 >/dev/null | grep -E "decode bs|op profile" >> "$OUT/bench.log"
@@ -313,7 +313,7 @@ done
 # where prefill time goes (per-op events, synchronizing: not a timing run), for each prefill
 # attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 8 warps, 3 the
 # same with 4 warps, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
-for pa in ${PREFILL_ATTN_LIST:-2 3 1}; do
+for pa in ${PREFILL_ATTN_LIST-2 3 1}; do
   budget_ok || break
   echo "== prefill profile PAGELLM_CUDA_PREFILL_ATTN=$pa" >> "$OUT/bench.log"
   PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |
