@@ -188,10 +188,11 @@ typedef struct OpRec {
 #define CUDA_GRAPH_MAX_SIZES 64 /* capture sizes kept (vLLM's default list has at most 51) */
 
 /* The run_log choices that a decode step of one graph size may make differently from the
- * configuration (graph.cu's step tuner): fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO) and
- * the MB of the L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH; 0 none). */
+ * configuration (graph.cu's step tuner): fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO),
+ * the MB of the L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH; 0 none), and decode v3 merging its
+ * splits itself (PAGELLM_CUDA_DECODE_COMBINE). */
 typedef struct StepFlags {
-    int pro, pf_mb;
+    int pro, pf_mb, combine;
 } StepFlags;
 
 typedef struct CudaGraph {
@@ -282,9 +283,9 @@ typedef struct CudaCtx {
                               prefetched lines room in the L2 */
     long l2_prefetches;
     /* PAGELLM_CUDA_STEP_TUNE=1 (default 0 until a GPU run has measured it): the first eager
-     * decode step of each graph size <= GEMV_MAX_ROWS times the whole step under each StepFlags
-     * variant (fusions on / off, prefetch on / off) and keeps the fastest for that size
-     * (graph.cu); step_tunes counts the sizes tuned (tests) */
+     * decode step of each graph size <= GEMV_MAX_ROWS times the whole step under StepFlags
+     * variants (fusions, prefetch, in-kernel merge: one axis at a time) and keeps the fastest
+     * for that size (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
     StepFlags run;         /* the flags of the run_log in progress */

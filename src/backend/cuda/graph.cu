@@ -38,8 +38,8 @@
  * decode attention of a small batch prefetches the o-projection's weights into the L2.
  *
  * Step tuner (PAGELLM_CUDA_STEP_TUNE): the first eager step of a small graph size is timed whole
- * under each StepFlags variant (prologue fusions on / off, L2 prefetch on / off); the size keeps
- * the fastest for its captures and replays.
+ * under StepFlags variants (prologue fusions, L2 prefetch, decode v3's in-kernel split merge, one
+ * axis at a time); the size keeps the fastest for its captures and replays.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -521,6 +521,8 @@ static void set_l2_prefetch(CudaCtx *c, int i) {
  * launches its eager step ran. */
 static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
     c->run = flags;
+    const int combine = c->decode_combine_fused; /* the eager ops outside logs keep the config's */
+    c->decode_combine_fused = flags.combine;
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
@@ -532,6 +534,7 @@ static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
         c->pf_ptr = NULL;
         i++;
     }
+    c->decode_combine_fused = combine;
 }
 
 /* The flags the configuration asks for (the step tuner may choose others per graph size). */
@@ -539,6 +542,7 @@ static StepFlags config_flags(const CudaCtx *c) {
     StepFlags f;
     f.pro = c->fuse_pro;
     f.pf_mb = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : 0;
+    f.combine = c->decode_combine_fused;
     return f;
 }
 
@@ -556,66 +560,60 @@ void cuda_graph_flush(CudaCtx *c) {
 
 /* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
 
-/* Why: whether folding small ops into GEMV v4 and prefetching weights into the L2 pay off
- * depends on the shape and the card in ways the kernels' own timings do not show (a fused
- * prologue stages all of x in every persistent block; a prefetch only helps where the HBM would
- * otherwise idle), so the step itself is timed. A whole decode step's log can run again and
- * again with the same result: the embedding rewrites the residual stream, every scratch buffer
- * is written before it is read, and the KV store writes the same values to the same slots. So the
- * first eager step of a graph size <= GEMV_MAX_ROWS (the start-up warm-up, before any capture)
- * runs its log once per variant (plans and autotuning happen there), then 5 times per variant
- * interleaved, and g keeps the variant of the smallest median. Not under tensor parallelism
- * (every rank would have to time in lock step) and never during a capture. */
+/* Median of n timings of the log run with flags f (events; synchronizes). */
+typedef struct TuneRun { CudaCtx *c; StepFlags f; } TuneRun;
+static void tune_run(void *arg) {
+    TuneRun *t = (TuneRun *)arg;
+    run_log(t->c, 1, t->f);
+}
+
+/* Why: whether folding small ops into GEMV v4, prefetching weights into the L2 and merging the
+ * decode splits inside the attention kernel pay off depends on the shape, the card and the
+ * kernels around them in ways the kernels' own timings do not show (a fused prologue stages all
+ * of x in every persistent block; a prefetch helps only where the HBM would otherwise idle; the
+ * in-kernel merge cost 0.29 ms per step through the engine and nothing in the backend bench), so
+ * the step itself is timed. A whole decode step's log can run again and again with the same
+ * result (test_forward checks this of the model's op sequence): the embedding rewrites the
+ * residual stream, every scratch buffer is written before it is read, and the KV store writes
+ * the same values to the same slots. So the first eager step of a graph size <= GEMV_MAX_ROWS
+ * (the start-up warm-up, before any capture) walks the axes one at a time: the flags so far
+ * against the same with one axis flipped (a warm run of the new variant first: plans, autotuning),
+ * cuda_time_median_us of each, the flip kept only if 0.5% faster. Not under tensor parallelism
+ * (every rank would have to time in lock step) and never during a capture. Start-up steps read a
+ * one-token context, so attention-bound effects of long contexts are not what this sees. */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
     if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
     for (int i = 0; i < c->nlog; i++)
         if (c->log[i].kind == OP_ALLREDUCE) return;
-    const StepFlags base = config_flags(c);
-    const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
-    StepFlags v[4];
-    int n = 0;
-    for (int pro = base.pro; pro >= 0; pro--) {
-        if (pro && !(c->gemv4 || c->gemv_mode == 4)) continue; /* nothing to fold without v4 */
-        v[n].pro = pro; v[n].pf_mb = 0; n++;
-        if (pf_cand > 0 && c->l2_bytes > 0) { v[n].pro = pro; v[n].pf_mb = pf_cand; n++; }
-    }
     g->tuned = 1;
-    g->flags = base;
+    g->flags = config_flags(c);
     c->step_tunes++;
-    if (n <= 1) { if (n == 1) g->flags = v[0]; return; }
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    for (int k = 0; k < n; k++) run_log(c, 1, v[k]); /* plans, autotuning */
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    float ts[4][5];
-    for (int rep = 0; rep < 5; rep++)
-        for (int k = 0; k < n; k++) {
-            CUDA_CHECK(cudaEventRecord(e0, c->stream));
-            run_log(c, 1, v[k]);
-            CUDA_CHECK(cudaEventRecord(e1, c->stream));
-            CUDA_CHECK(cudaEventSynchronize(e1));
-            CUDA_CHECK(cudaEventElapsedTime(&ts[k][rep], e0, e1));
+    const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
+    const int log = getenv("PAGELLM_CUDA_GEMM_LOG") != NULL;
+    TuneRun best = {c, g->flags};
+    float t_best = -1.f;
+    if (log) fprintf(stderr, "step T=%d:", c->T);
+    for (int axis = 0; axis < 3; axis++) {
+        TuneRun cand = best;
+        if (axis == 0) { /* GEMV v4 prologue fusions: only where v4 may run */
+            if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4)) continue;
+            cand.f.pro = !best.f.pro;
+        } else if (axis == 1) { /* L2 prefetch: sm_90 */
+            if (pf_cand <= 0 || !c->l2_bytes) continue;
+            cand.f.pf_mb = best.f.pf_mb ? 0 : pf_cand;
+        } else { /* the split merge inside decode v3 */
+            if (c->decode_attn == 1) continue;
+            cand.f.combine = !best.f.combine;
         }
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    float med[4];
-    int best = 0;
-    for (int k = 0; k < n; k++) {
-        float *t = ts[k];
-        for (int i = 1; i < 5; i++)
-            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
-        med[k] = t[2];
-        if (med[k] < med[best]) best = k;
+        if (t_best < 0) t_best = cuda_time_median_us(c, tune_run, &best); /* its warm-up run first */
+        const float t = cuda_time_median_us(c, tune_run, &cand);
+        if (log)
+            fprintf(stderr, " [pro %d pf %d combine %d] %.1f us vs [pro %d pf %d combine %d] %.1f us;",
+                    best.f.pro, best.f.pf_mb, best.f.combine, t_best, cand.f.pro, cand.f.pf_mb, cand.f.combine, t);
+        if (t < 0.995f * t_best) { best = cand; t_best = t; }
     }
-    g->flags = v[best];
-    if (getenv("PAGELLM_CUDA_GEMM_LOG")) {
-        fprintf(stderr, "step T=%d:", c->T);
-        for (int k = 0; k < n; k++)
-            fprintf(stderr, " fuse_pro %d prefetch %d MB %.3f ms%s", v[k].pro, v[k].pf_mb, med[k],
-                    k + 1 < n ? "," : "");
-        fprintf(stderr, " -> fuse_pro %d prefetch %d MB\n", g->flags.pro, g->flags.pf_mb);
-    }
+    g->flags = best.f;
+    if (log) fprintf(stderr, " -> fuse_pro %d prefetch %d MB combine %d\n", g->flags.pro, g->flags.pf_mb, g->flags.combine);
 }
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
