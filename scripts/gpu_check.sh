@@ -408,6 +408,31 @@ if refs:
     for r in refs:
         print(f"| {r['shape']} | {r['seqs']}x{r['len']} | {r['agree_pct']} | {r['prefill_pct']} | {r['decode_pct']} | "
               f"{r['rel_err_mean']:.2e} | {r['rel_err_max']:.2e} | {r['abs_err_max']} | {r['ok']} |")
+import re
+ab, cur = [], None
+p = os.path.join(out, "bench.log")
+for l in (open(p) if os.path.exists(p) else []):
+    m = re.match(r"== A/B (.*?)(?: \((\S+)\))?$", l.rstrip())
+    if m and not l.rstrip().endswith("skipped (time budget)"):
+        cur = {"variant": m.group(1), "shape": m.group(2) or "8b"}
+        ab.append(cur)
+        continue
+    if cur is None: continue
+    m = re.match(r"bs1 decode: ([\d.]+) tok/s \(([\d.]+)% of floor\)", l)
+    if m: cur["bs1"], cur["pct"] = m.group(1), m.group(2)
+    m = re.match(r"decode bs=(\d+) ctx=\d+: step ([\d.]+) ms", l)
+    if m: cur["step" + m.group(1)] = m.group(2)
+    if l.startswith("step T=1:"): cur["tuner"] = l.split("->")[-1].strip()
+    if l.startswith("=="): cur = None
+if ab:
+    print()
+    print("Backend A/B (bench_cuda_qwen3 SHAPE --bs-list 1,256; bs1 through host argmax, graph steps at ctx 512):")
+    print()
+    print("| variant | shape | bs1 tok/s | % floor | bs1 graph step ms | bs256 step ms | tuner (T=1) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in ab:
+        print(f"| {r['variant']} | {r['shape']} | {r.get('bs1', '')} | {r.get('pct', '')} | {r.get('step1', '')} | "
+              f"{r.get('step256', '')} | {r.get('tuner', '')} |")
 p = os.path.join(out, "engine.txt")
 if os.path.exists(p):
     print()
