@@ -560,7 +560,7 @@ void cuda_graph_flush(CudaCtx *c) {
 
 /* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
 
-/* Median of n timings of the log run with flags f (events; synchronizes). */
+/* One run of the log with flags f (what cuda_time_median_us times for the tuner). */
 typedef struct TuneRun { CudaCtx *c; StepFlags f; } TuneRun;
 static void tune_run(void *arg) {
     TuneRun *t = (TuneRun *)arg;
