@@ -9,8 +9,10 @@
 #include "util/rng.h"
 #include "util/timeutil.h"
 
-/* Submits `count` requests with ids starting at first_id; random prompts from rng. */
-static int submit_batch(Engine *e, const OfflineOptions *o, Rng *rng, uint64_t first_id, int count, char *err) {
+/* Submits `count` requests with ids starting at first_id; random prompts from rng. gc: NULL, or
+ * the compiler of o->json_schema (each request gets its own reference to the compiled schema). */
+static int submit_batch(Engine *e, const OfflineOptions *o, GrammarCompiler *gc, Rng *rng, uint64_t first_id,
+                        int count, char *err) {
     int vocab = engine_model_config(e)->vocab_size;
     int hi = vocab < 30000 ? vocab : 30000, lo = hi > 2000 ? 1000 : 0;
     int32_t *ids = malloc((size_t)o->input_len * sizeof *ids);
@@ -24,8 +26,12 @@ static int submit_batch(Engine *e, const OfflineOptions *o, Rng *rng, uint64_t f
         r.params.top_p = 1.0f;
         r.params.top_k = 0;
         r.params.max_tokens = o->output_len;
-        r.params.ignore_eos = 1;
+        r.params.ignore_eos = gc == NULL; /* a constrained output ends with its document */
         r.params.detokenize = 0;
+        if (gc && !(r.grammar = grammar_compile(gc, GRAMMAR_JSON_SCHEMA, o->json_schema, err))) {
+            free(ids);
+            return -1;
+        }
         if (engine_submit(e, &r, err)) { free(ids); return -1; }
     }
     free(ids);
@@ -73,11 +79,22 @@ int bench_throughput_run(Engine *e, const OfflineOptions *o, ThroughputResult *r
     rng_seed(&rng, o->seed + 1);
     EngineStats s0, s1;
     engine_get_stats(e, &s0);
+    GrammarCompiler *gc = NULL;
+    if (o->json_schema) {
+        /* compiled once before the clock starts, as a server's cache would have it */
+        if (!(gc = engine_grammar_compiler_new(e, err))) return -1;
+        char why[PG_ERR_LEN];
+        Grammar *g = grammar_compile(gc, GRAMMAR_JSON_SCHEMA, o->json_schema, why);
+        if (!g) { grammar_compiler_free(gc); return pg_err(err, "--json-schema: %s", why); }
+        grammar_release(g);
+    }
     double t0 = time_now_s();
-    if (submit_batch(e, o, &rng, 1, o->num_prompts, err)) return -1;
     long long out = 0;
-    if (drain(e, o->num_prompts, &out, o->progress, t0, 1, NULL, err)) return -1;
+    int rc = submit_batch(e, o, gc, &rng, 1, o->num_prompts, err) ||
+             drain(e, o->num_prompts, &out, o->progress, t0, 1, NULL, err);
     r->elapsed_s = time_now_s() - t0;
+    grammar_compiler_free(gc); /* the finished requests have released their grammars */
+    if (rc) return -1;
     engine_get_stats(e, &s1);
     r->steps = (long long)(s1.steps - s0.steps);
     r->schedule_s = s1.schedule_s - s0.schedule_s;
@@ -108,7 +125,7 @@ int bench_latency_run(Engine *e, const OfflineOptions *o, LatencyResult *r, char
         double t0 = time_now_s();
         long long out = 0;
         memset(first, 0, (size_t)o->batch_size * sizeof *first);
-        if (submit_batch(e, o, &rng, next_id, o->batch_size, err) ||
+        if (submit_batch(e, o, NULL, &rng, next_id, o->batch_size, err) ||
             drain(e, o->batch_size, &out, 0, t0, next_id, first, err)) {
             free(first);
             return -1;

@@ -2,7 +2,8 @@
  * `vllm bench latency`. Both drive an Engine by hand (engine_step on the calling thread) with
  * random token-id prompts of exact lengths, ignore_eos, so every request produces exactly
  * output_len tokens.
- *   throughput: all prompts submitted at once; requests/s, total and output tokens/s.
+ *   throughput: all prompts submitted at once; requests/s, total and output tokens/s; with
+ *               json_schema, every output constrained by it (structured outputs' cost).
  *   latency:    one batch of batch_size requests per iteration, warm-up iterations first;
  *               per-iteration latency percentiles (10, 25, 50, 75, 90, 99); mean TTFT and
  *               time per output token. */
@@ -20,6 +21,10 @@ typedef struct OfflineOptions {
     float temperature;      /* vLLM's throughput bench samples at 1.0 */
     uint64_t seed;
     int progress;
+    const char *json_schema; /* throughput: NULL, or a JSON Schema (text) every request's output
+                                must follow, as with response_format json_schema; those requests
+                                stop where the schema's document ends (EOS not ignored) or at
+                                output_len tokens */
 } OfflineOptions;
 
 typedef struct ThroughputResult {

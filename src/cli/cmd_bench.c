@@ -147,7 +147,9 @@ static void offline_usage(FILE *f, int latency) {
                    "  --num-iters-warmup N      (default 2)\n"
                    "  --num-iters N             timed iterations (default 5)\n");
     else
-        fprintf(f, "  --num-prompts N           (default 200)\n");
+        fprintf(f, "  --num-prompts N           (default 200)\n"
+                   "  --json-schema FILE        constrain every output by this JSON Schema (structured outputs; the\n"
+                   "                            outputs end with their document, EOS not ignored, at most --output-len)\n");
     fprintf(f, "  --input-len N             prompt tokens, random ids (default %d)\n"
                "  --output-len N            generated tokens per request, EOS ignored (default 128)\n"
                "  --temperature T           (default %s)\n"
@@ -162,7 +164,7 @@ static void offline_usage(FILE *f, int latency) {
 static int bench_offline_main(int argc, char **argv, int latency) {
     OfflineOptions o = {.num_prompts = 200, .batch_size = 8, .input_len = latency ? 32 : 512, .output_len = 128,
                         .num_iters_warmup = 2, .num_iters = 5, .temperature = latency ? 0.0f : 1.0f, .progress = 1};
-    const char *out_json = NULL;
+    const char *out_json = NULL, *schema_path = NULL;
     char err[PG_ERR_LEN];
     EngineFlags ef;
     engine_flags_init(&ef);
@@ -183,6 +185,7 @@ static int bench_offline_main(int argc, char **argv, int latency) {
         else if (!strcmp(a, "--input-len")) target = &o.input_len;
         else if (!strcmp(a, "--output-len")) target = &o.output_len;
         else if (!strcmp(a, "--output-json")) { if (!v) goto missing; out_json = v; i++; continue; }
+        else if (!strcmp(a, "--json-schema") && !latency) { if (!v) goto missing; schema_path = v; i++; continue; }
         else if (!strcmp(a, "--no-progress")) { o.progress = 0; continue; }
         else if (!strcmp(a, "--temperature")) {
             double t;
@@ -210,8 +213,19 @@ static int bench_offline_main(int argc, char **argv, int latency) {
     log_set_level(ef.log_level);
     o.seed = ef.engine.seed;
     if (latency && ef.engine.max_num_seqs < o.batch_size) ef.engine.max_num_seqs = o.batch_size;
+    char *schema = NULL;
+    if (schema_path) { /* checked as JSON before the engine loads; compiled against its tokenizer */
+        json_error_t je;
+        json_t *sj = json_load_file(schema_path, 0, &je);
+        if (!sj && je.line > 0) { fprintf(stderr, "pagellm bench: --json-schema %s: line %d: %s\n", schema_path, je.line, je.text); return 2; }
+        if (!sj) { fprintf(stderr, "pagellm bench: --json-schema %s: %s\n", schema_path, je.text); return 2; }
+        schema = json_dumps(sj, JSON_COMPACT);
+        json_decref(sj);
+        if (!schema) { fprintf(stderr, "pagellm bench: --json-schema %s: out of memory\n", schema_path); return 1; }
+        o.json_schema = schema;
+    }
     Engine *e = engine_new(&ef.engine, err);
-    if (!e) { fprintf(stderr, "pagellm bench: %s\n", err); return 1; }
+    if (!e) { fprintf(stderr, "pagellm bench: %s\n", err); free(schema); return 1; }
     int ret = 0;
     json_t *j = json_object();
     if (!latency) {
@@ -230,6 +244,7 @@ static int bench_offline_main(int argc, char **argv, int latency) {
             json_object_set_new(j, "requests_per_second", json_real(r.requests_per_s));
             json_object_set_new(j, "tokens_per_second", json_real(r.tokens_per_s));
             json_object_set_new(j, "output_tokens_per_second", json_real(r.output_tokens_per_s));
+            if (schema_path) json_object_set_new(j, "json_schema", json_string(schema_path));
             json_t *ph = json_object();
             json_object_set_new(ph, "steps", json_integer(r.steps));
             json_object_set_new(ph, "schedule_s", json_real(r.schedule_s));
@@ -278,6 +293,7 @@ static int bench_offline_main(int argc, char **argv, int latency) {
     }
     json_decref(j);
     engine_free(e);
+    free(schema);
     return ret;
 }
 

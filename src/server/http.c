@@ -503,17 +503,7 @@ int server_run_engines(ServeConfig *cfg, Engine **engines, int n) {
     s->limits.have_tool_parser = cfg->tool_parser_hermes;
 
     /* Structured outputs: one grammar compiler over the tokenizer, stopping on the model's EOS ids. */
-    int32_t eos[2 * PG_MAX_EOS];
-    int num_eos = 0;
-    const GenerationConfig *gcfg = engine_generation_config(s->engine);
-    for (int i = 0; mc && i < mc->num_eos; i++) eos[num_eos++] = mc->eos_token_ids[i];
-    for (int i = 0; gcfg && i < gcfg->num_eos; i++) {
-        int dup = 0;
-        for (int k = 0; k < num_eos; k++) dup |= eos[k] == gcfg->eos_token_ids[i];
-        if (!dup) eos[num_eos++] = gcfg->eos_token_ids[i];
-    }
-    if (num_eos == 0 && tok_eos_id(s->tok) >= 0) eos[num_eos++] = tok_eos_id(s->tok);
-    s->grammar = grammar_compiler_new(s->tok, eos, num_eos, err);
+    s->grammar = engine_grammar_compiler_new(s->engine, err);
     if (!s->grammar) LOG_W("structured outputs disabled: %s", err);
 
     s->base = event_base_new();

@@ -189,3 +189,33 @@ def test_offline_benches_on_tiny_model(tmp_path):
     r = json.loads(out.read_text())
     assert len(r["latencies"]) == 3 and all(t > 0 for t in r["latencies"])
     assert r["percentiles"]["10"] <= r["percentiles"]["50"] <= r["percentiles"]["99"]
+
+
+def test_offline_throughput_with_json_schema(tmp_path):
+    """bench throughput --json-schema constrains every output: an enum document ends after a few
+    tokens (EOS is allowed only there and not ignored), where unconstrained outputs run to
+    --output-len; a file that is not JSON, or a schema keyword the grammar cannot enforce, is an
+    error naming it."""
+    model = os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny-qwen3")
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"enum": ["yes", "no"]}))
+    out = tmp_path / "t.json"
+    common = ["--num-prompts", "6", "--input-len", "9", "--output-len", "40", "--threads", "1",
+              "--kv-cache-memory", "64MiB", "--no-progress", "--log-level", "error"]
+    p = subprocess.run([BIN, "bench", "throughput", model, *common, "--json-schema", str(schema),
+                        "--output-json", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["json_schema"] == str(schema) and r["num_requests"] == 6
+    outputs = r["total_num_tokens"] - 6 * 9
+    assert 6 <= outputs <= 6 * 8, outputs  # '"yes"' / '"no"' in a few tokens each, then EOS
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    p = subprocess.run([BIN, "bench", "throughput", model, *common, "--json-schema", str(bad)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and str(bad) in p.stderr, p.stderr
+    unsupported = tmp_path / "u.json"
+    unsupported.write_text(json.dumps({"type": "string", "format": "hostname"}))
+    p = subprocess.run([BIN, "bench", "throughput", model, *common, "--json-schema", str(unsupported)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and "hostname" in p.stderr, p.stderr
