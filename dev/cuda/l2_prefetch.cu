@@ -27,10 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
-typedef __nv_bfloat16 bf16;
+#include "backend/cuda/cuda_common.cuh" /* l2_prefetch_warp, bf16 */
 
 #define CK(x)                                                                              \
     do {                                                                                   \
@@ -41,18 +38,6 @@ typedef __nv_bfloat16 bf16;
         }                                                                                  \
     } while (0)
 
-/* The same bulk prefetch as cuda_common.cuh's l2_prefetch_warp (kept here so that this file
- * builds alone): 64 KB pieces spread over the warp's lanes. */
-__device__ __forceinline__ void prefetch_warp(const void *p, unsigned bytes, int lane) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const size_t g = __cvta_generic_to_global(p);
-    for (unsigned off = (unsigned)lane << 16; off < bytes; off += 32u << 16) {
-        const unsigned n = bytes - off < (1u << 16) ? bytes - off : (1u << 16);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(g + off), "r"(n) : "memory");
-    }
-#endif
-}
-
 __device__ __forceinline__ unsigned long long now_ns() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -61,7 +46,7 @@ __device__ __forceinline__ unsigned long long now_ns() {
 
 /* one warp: optionally issue the prefetch, then lane 0 spins for ns nanoseconds */
 __global__ void gap_kernel(unsigned long long ns, const void *pf, unsigned bytes) {
-    if (pf) prefetch_warp(pf, bytes, threadIdx.x);
+    if (pf) l2_prefetch_warp(pf, bytes, threadIdx.x);
     if (threadIdx.x == 0 && ns) {
         const unsigned long long t0 = now_ns();
         while (now_ns() - t0 < ns) {
@@ -69,7 +54,7 @@ __global__ void gap_kernel(unsigned long long ns, const void *pf, unsigned bytes
     }
 }
 
-__global__ void prefetch_kernel(const void *pf, unsigned bytes) { prefetch_warp(pf, bytes, threadIdx.x); }
+__global__ void prefetch_kernel(const void *pf, unsigned bytes) { l2_prefetch_warp(pf, bytes, threadIdx.x); }
 
 /* the fallback mechanism: every thread of a small grid issues prefetch.global.L2 for 128-byte
  * lines, then the grid exits */
