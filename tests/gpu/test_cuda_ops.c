@@ -703,7 +703,7 @@ static void test_graph_decode(Backend *graphs, Backend *eager, const char *label
  * PAGELLM_CUDA_GEMM_PAIR=2; "nopairs": =0). A prefill of 2 tokens per sequence, then 4 decode
  * steps through graphs: both backends' logits within the bf16 bound of the eager backend's,
  * batched launches issued by "pairs" and none by "nopairs". */
-static void test_graph_pair(Backend *pairs, Backend *nopairs, Backend *eager) {
+static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *nopairs, Backend *eager) {
     enum { S = 48, MB = 2, STEPS = 4, V = 2000 };
     int ctx[S], ch[S];
     int32_t bt[S * MB], tok[2 * S], pos[2 * S], slot[2 * S], qs[S + 1], sl[S], lr[S];
@@ -729,12 +729,13 @@ static void test_graph_pair(Backend *pairs, Backend *nopairs, Backend *eager) {
         for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
     }
     const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-pairs", pairs}, worst_a, 1e-2);
+    report("graph_pair", shape, &(NamedBackend){pairs_label, pairs}, worst_a, 1e-2);
     report("graph_pair", shape, &(NamedBackend){"cuda-graphs-nopairs", nopairs}, worst_n, 1e-2);
     long np = backend_cuda_pair_launches(pairs), nn = backend_cuda_pair_launches(nopairs);
     checks++;
     if (np <= 0 || nn != 0) {
-        printf("FAIL graph_pair: %ld batched pair launches (want > 0), %ld with the pairs off (want 0)\n", np, nn);
+        printf("FAIL graph_pair %s: %ld batched pair launches (want > 0), %ld with the pairs off (want 0)\n",
+               pairs_label, np, nn);
         gpu_failures++;
     } else {
         printf("graph_pair     %-34s %ld batched pair launches ok\n", shape, np);
@@ -1018,16 +1019,21 @@ int main(void) {
         if (gp) gp->ops->destroy(gp);
         setenv("PAGELLM_CUDA_GEMM_PAIR", "2", 1);
         gg = make_cuda("graphs", err);
+        setenv("PAGELLM_CUDA_LT_SPLITK", "1", 1); /* the batched plans' split-K variants too */
+        Backend *gk = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_LT_SPLITK");
         setenv("PAGELLM_CUDA_GEMM_PAIR", "0", 1);
         gp = make_cuda("graphs", err);
         unsetenv("PAGELLM_CUDA_GEMM_PAIR");
-        if (gg && gp) {
-            test_graph_pair(gg, gp, g);
+        if (gg && gk && gp) {
+            test_graph_pair(gg, "cuda-graphs-pairs", gp, g);
+            test_graph_pair(gk, "cuda-graphs-pairs-splitk", gp, g);
         } else {
-            printf("cuda graphs backends (gemm pairs on / off): %s\n", err);
+            printf("cuda graphs backends (gemm pairs on / off / with split-K): %s\n", err);
             gpu_failures++;
         }
         if (gg) gg->ops->destroy(gg);
+        if (gk) gk->ops->destroy(gk);
         if (gp) gp->ops->destroy(gp);
         gg = make_cuda("graphs", err);
         if (gg) {
