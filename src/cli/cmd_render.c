@@ -11,6 +11,7 @@
 #include "tok/chat.h"
 #include "tok/tokenizer.h"
 #include "util/err.h"
+#include "util/file.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -22,26 +23,6 @@ static void usage(FILE *f) {
             "  --add-generation-prompt     end with the assistant header\n"
             "  --continue-final-message    leave the final message open for the model to continue\n"
             "  --chat-template FILE        use this Jinja template instead of the tokenizer's\n");
-}
-
-static char *slurp(const char *path, char *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { pg_err(err, "%s: cannot open", path); return NULL; }
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    while (s) {
-        size_t got = fread(s + n, 1, cap - n - 1, f);
-        n += got;
-        if (n + 1 < cap) break;
-        char *t = realloc(s, cap * 2);
-        if (!t) { free(s); s = NULL; break; }
-        s = t;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!s) { pg_err(err, "%s: out of memory", path); return NULL; }
-    s[n] = 0;
-    return s;
 }
 
 static json_t *load_json_file(const char *path, char *err) {
@@ -107,7 +88,7 @@ int cmd_render(int argc, char **argv) {
         opt.kwargs = kwargs;
     }
     if (template_path) {
-        template_src = slurp(template_path, err);
+        template_src = file_read_all(template_path, 0, NULL, err);
         if (!template_src) goto fail;
         opt.template_override = template_src;
     }

@@ -9,6 +9,7 @@
 
 #include "cli/engine_flags.h"
 #include "util/err.h"
+#include "util/file.h"
 
 typedef struct FlagDoc { const char *name, *metavar, *help; } FlagDoc;
 
@@ -58,17 +59,6 @@ static int flag_takes_value(const char *name) {
         if (!strcmp(FLAGS[i].name, name)) return FLAGS[i].metavar != NULL;
     int takes = 0;
     return engine_flags_known(name, &takes) && takes;
-}
-
-static char *read_file(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    return buf;
 }
 
 const char *serve_config_model_name(const ServeConfig *c) {
@@ -140,7 +130,7 @@ int serve_config_parse(int argc, char **argv, ServeConfig *c, char *err) {
         }
         else if (!strcmp(name, "--chat-template")) {
             free(c->chat_template);
-            c->chat_template = read_file(val, 1 << 20);
+            c->chat_template = file_read_all(val, 1 << 20, NULL, NULL);
             if (!c->chat_template) {
                 if (!strpbrk(val, "{}")) return pg_err(err, "--chat-template: cannot read file '%s'", val);
                 c->chat_template = strdup(val);   /* vLLM also takes the template text inline */

@@ -15,6 +15,7 @@
 #include "tok/tok_internal.h"
 #include "tok/tok_json.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define GPT2_SPLIT_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
@@ -66,28 +67,6 @@ static size_t bytelevel_decode(const char *s, size_t len, char *out) {
 }
 
 /* ---- helpers for reading JSON --------------------------------------------------------- */
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *b = realloc(buf, cap);
-            if (!b) { free(buf); fclose(f); return NULL; }
-            buf = b;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
 
 static int json_flag(json_t *o, const char *key, int dflt) {
     json_t *v = json_object_get(o, key);
@@ -443,7 +422,7 @@ static int load_config(Tokenizer *t, const char *dir, char *err) {
     /* chat_template.jinja, where present, is the default template (as transformers loads it). */
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
     size_t len;
-    char *src = read_file(path, &len);
+    char *src = file_read_all(path, 0, &len, NULL);
     if (src) {
         int rc = 0;
         size_t i;
@@ -479,7 +458,7 @@ int tok_load(Tokenizer **out, const char *dir, char *err) {
     TokMerge *mg = NULL;
     char *merge_arena = NULL, *rest = NULL;
     size_t len, nv = 0, nm = 0;
-    char *text = read_file(path, &len);
+    char *text = file_read_all(path, 0, &len, NULL);
     if (!text) {
         pg_err(err, "%s: cannot read", path);
         goto fail;
