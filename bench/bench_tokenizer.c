@@ -15,23 +15,11 @@
 #include "tok/tokenizer.h"
 #include "benchtool/bench_stats.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/timeutil.h"
 
 /* Median of v[n] (benchtool/bench_stats.h, as bench serve reports it). */
 static double median(const double *v, int n) { return summarize(v, (size_t)n).median; }
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) b[n] = 0, *len = (size_t)n;
-    return b;
-}
 
 /* The same generator as scripts/bench_tokenizer_hf.py: lowercase letters from a 64-bit LCG. */
 static char *no_space_word(size_t n, uint64_t seed) {
@@ -83,7 +71,7 @@ int main(int argc, char **argv) {
     printf("load: %.3f s (median of 3)\n", median(tl, 3));
 
     size_t len;
-    char *corpus = read_all(argv[2], &len);
+    char *corpus = file_read_all(argv[2], 0, &len, NULL);
     if (!corpus) {
         fprintf(stderr, "%s: cannot read\n", argv[2]);
         return 1;

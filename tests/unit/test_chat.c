@@ -9,22 +9,10 @@
 #include "tok/chat.h"
 #include "tok/tokenizer.h"
 #include "util/err.h"
+#include "util/file.h"
 
 static json_t *g_goldens;
 static char *g_qwen3_template, *g_parts_template;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 static int load_fixtures(void) {
     json_error_t je;
@@ -32,7 +20,7 @@ static int load_fixtures(void) {
     json_t *cfg = json_load_file(fixture_path("tests/fixtures/qwen3-tokenizer/tokenizer_config.json"), 0, &je);
     if (cfg) g_qwen3_template = strdup(json_string_value(json_object_get(cfg, "chat_template")));
     json_decref(cfg);
-    g_parts_template = slurp(fixture_path("tests/fixtures/chat/qwen3_content_parts.jinja"));
+    g_parts_template = file_read_all(fixture_path("tests/fixtures/chat/qwen3_content_parts.jinja"), 0, NULL, NULL);
     return g_goldens && g_qwen3_template && g_parts_template;
 }
 

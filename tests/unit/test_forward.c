@@ -29,6 +29,7 @@
 #include "model/model.h"
 #include "test.h"
 #include "util/err.h"
+#include "util/file.h"
 
 #define BLOCK_SIZE 16
 #define NUM_BLOCKS 256
@@ -61,19 +62,6 @@ typedef struct {
     size_t bin_len;
 } Golden;
 
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
-    fclose(f);
-    if (buf) *len = (size_t)n;
-    return buf;
-}
-
 static const float *bin_at(Golden *g, json_t *obj) {
     size_t off = (size_t)json_integer_value(json_object_get(obj, "offset"));
     CHECK(off % 4 == 0 && off < g->bin_len);
@@ -89,7 +77,7 @@ static int golden_load(Golden *g, const char *name) {
     json_t *root = json_load_file(fixture_path(path), 0, &je);
     if (!root) { fprintf(stderr, "  cannot read %s: %s\n", path, je.text); return -1; }
     snprintf(path, sizeof path, "tests/fixtures/goldens/%s", json_string_value(json_object_get(root, "bin")));
-    g->bin = read_file(fixture_path(path), &g->bin_len);
+    g->bin = (unsigned char *)file_read_all(fixture_path(path), 0, &g->bin_len, NULL);
     CHECK(g->bin != NULL);
     g->V = (int)json_integer_value(json_object_get(root, "vocab_size"));
     g->K = (int)json_integer_value(json_object_get(root, "topk"));
