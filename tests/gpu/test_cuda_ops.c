@@ -994,7 +994,7 @@ int main(void) {
                              backend_cuda_l2_prefetches, "prefetching attention launches", err);
         /* the step tuner (every graph size times fusions / prefetch on and off, keeps the
          * fastest): whichever it keeps, the logits stay those of the eager backend */
-        graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
+        graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "2", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */

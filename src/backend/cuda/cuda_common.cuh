@@ -284,8 +284,8 @@ typedef struct CudaCtx {
     long l2_prefetches;
     /* PAGELLM_CUDA_STEP_TUNE=1 (default 0 until a GPU run has measured it): the first eager
      * decode step of each graph size <= GEMV_MAX_ROWS times the whole step under StepFlags
-     * variants (fusions, prefetch, in-kernel merge: one axis at a time) and keeps the fastest
-     * for that size (graph.cu); step_tunes counts the sizes tuned (tests) */
+     * variants (fusions, prefetch, and with 2 the in-kernel merge: one axis at a time) and keeps
+     * the fastest for that size (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
     StepFlags run;         /* the flags of the run_log in progress */

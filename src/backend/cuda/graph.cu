@@ -580,7 +580,9 @@ static void tune_run(void *arg) {
  * against the same with one axis flipped (a warm run of the new variant first: plans, autotuning),
  * cuda_time_median_us of each, the flip kept only if 0.5% faster. Not under tensor parallelism
  * (every rank would have to time in lock step) and never during a capture. Start-up steps read a
- * one-token context, so attention-bound effects of long contexts are not what this sees. */
+ * one-token context, so attention-bound effects of long contexts are not what this sees: the
+ * in-kernel merge, whose cost showed at contexts of 128-640 through the engine, is an axis only
+ * with PAGELLM_CUDA_STEP_TUNE=2. */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
     if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
     for (int i = 0; i < c->nlog; i++)
@@ -601,8 +603,8 @@ static void step_tune(CudaCtx *c, CudaGraph *g) {
         } else if (axis == 1) { /* L2 prefetch: sm_90 */
             if (pf_cand <= 0 || !c->l2_bytes) continue;
             cand.f.pf_mb = best.f.pf_mb ? 0 : pf_cand;
-        } else { /* the split merge inside decode v3 */
-            if (c->decode_attn == 1) continue;
+        } else { /* the split merge inside decode v3: PAGELLM_CUDA_STEP_TUNE=2 only (see above) */
+            if (c->step_tune < 2 || c->decode_attn == 1) continue;
             cand.f.combine = !best.f.combine;
         }
         if (t_best < 0) t_best = cuda_time_median_us(c, tune_run, &best); /* its warm-up run first */
