@@ -992,8 +992,8 @@ int main(void) {
          * hint: the logits must not change); the prefetching launches must have been issued */
         graph_decode_counted("PAGELLM_CUDA_L2_PREFETCH", "32", "cuda-graphs-l2pf", g,
                              backend_cuda_l2_prefetches, "prefetching attention launches", err);
-        /* the step tuner (every graph size times fusions / prefetch on and off, keeps the
-         * fastest): whichever it keeps, the logits stay those of the eager backend */
+        /* the step tuner with all its axes (=2: every graph size times fusions, prefetch and the
+         * in-kernel merge on and off): whichever it keeps, the logits stay the eager backend's */
         graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "2", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
