@@ -288,14 +288,15 @@ if [ -n "$AB_ENVS" ]; then
   done >> "$OUT/bench.log"
   set --
 fi
-if [ $DEV -eq 1 ] && [[ " ${DEV_TOOLS:-gemv l2_prefetch} " == *" gemv "* ]]; then
+DEV_TOOLS=" ${DEV_TOOLS:-gemv l2_prefetch} "
+if [ $DEV -eq 1 ] && [[ $DEV_TOOLS == *" gemv "* ]]; then
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
 fi
 # dev/cuda/l2_prefetch.cu: the L2 bulk prefetch over an idle gap before a GEMV (8B and 4B o-projections)
-if [ $DEV -eq 1 ] && [[ " ${DEV_TOOLS:-gemv l2_prefetch} " == *" l2_prefetch "* ]]; then
+if [ $DEV -eq 1 ] && [[ $DEV_TOOLS == *" l2_prefetch "* ]]; then
   nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/l2_prefetch.cu -o $B/l2_prefetch > /tmp/l2pf_build.log 2>&1 ||
     tail -20 /tmp/l2pf_build.log
   for nk in "4096 4096" "2560 4096"; do timeout 60 $B/l2_prefetch $nk; done 2>&1 | tee -a "$OUT/bench.log"

@@ -1038,16 +1038,13 @@ void engine_free(Engine *e) {
 const Tokenizer *engine_tokenizer(const Engine *e) { return e->cfg.tok; }
 const ModelConfig *engine_model_config(const Engine *e) { return e->cfg.model_cfg; }
 const GenerationConfig *engine_generation_config(const Engine *e) { return e->cfg.gen_cfg; }
-int engine_eos_ids(const Engine *e, const int32_t **ids) { *ids = e->cfg.eos_ids; return e->cfg.num_eos; }
 
 GrammarCompiler *engine_grammar_compiler_new(const Engine *e, char *err) {
     const Tokenizer *tok = e->cfg.tok;
     if (!tok) { pg_err(err, "the model has no tokenizer"); return NULL; }
-    int32_t eos[2 * PG_MAX_EOS + 1];
-    int n = 0;
-    for (int i = 0; i < e->cfg.num_eos && n < 2 * PG_MAX_EOS; i++) eos[n++] = e->cfg.eos_ids[i];
-    if (n == 0 && tok_eos_id(tok) >= 0) eos[n++] = tok_eos_id(tok);
-    return grammar_compiler_new(tok, eos, n, err);
+    if (e->cfg.num_eos > 0) return grammar_compiler_new(tok, e->cfg.eos_ids, e->cfg.num_eos, err);
+    const int32_t eos = tok_eos_id(tok); /* no EOS in the configs: the tokenizer's, if any */
+    return grammar_compiler_new(tok, &eos, eos >= 0, err);
 }
 int engine_max_model_len(const Engine *e) { return e->cfg.max_model_len; }
 

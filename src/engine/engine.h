@@ -141,9 +141,6 @@ const Tokenizer *engine_tokenizer(const Engine *e);   /* NULL if the model dir h
 const ModelConfig *engine_model_config(const Engine *e);
 const GenerationConfig *engine_generation_config(const Engine *e);
 int engine_max_model_len(const Engine *e);
-/* The ids that end generation (config.json's and generation_config.json's EOS, deduplicated);
- * *ids points into the engine. Returns how many. */
-int engine_eos_ids(const Engine *e, const int32_t **ids);
 /* A grammar compiler (structured outputs) over the engine's tokenizer that allows the engine's
  * EOS ids (or, with none, the tokenizer's) where a grammar may end; NULL with err set when the
  * engine has no tokenizer or the compiler cannot be built. The caller frees it, after the engine

@@ -458,11 +458,8 @@ int tok_load(Tokenizer **out, const char *dir, char *err) {
     TokMerge *mg = NULL;
     char *merge_arena = NULL, *rest = NULL;
     size_t len, nv = 0, nm = 0;
-    char *text = file_read_all(path, 0, &len, NULL);
-    if (!text) {
-        pg_err(err, "%s: cannot read", path);
-        goto fail;
-    }
+    char *text = file_read_all(path, 0, &len, err);
+    if (!text) goto fail;
     /* model.vocab and model.merges are read by tok_json.c; jansson gets the rest of the text
      * with those two values replaced by {} and []. */
     TokJsonSpan vs, ms;

@@ -266,15 +266,14 @@ typedef struct CudaCtx {
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
-    /* L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH=MB, default 0 = off; graph.cu's run_log):
-     * in small-batch decode steps, the attention kernel asks the L2 to fetch the next matmul's
-     * weights (at most l2_prefetch_mb MB) while it runs, so that the HBM, idle during rope,
-     * attention and the split merge, is already streaming what the o-projection reads next.
-     * pf_* is the request for the next decode attention launch only (set and cleared by
-     * run_log); l2_bytes is the card's L2 size (0 below sm_90, which has no bulk prefetch);
-     * l2_prefetches counts launches that carried one
-     * (tests check > 0). */
-    int l2_prefetch_mb;    /* -1 (default): off, a candidate of 32 MB for the step tuner */
+    /* L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH=MB; graph.cu's run_log): in small-batch
+     * decode steps, the attention kernel asks the L2 to fetch the next matmul's weights (at most
+     * MB) while it runs, so that the HBM, idle during rope, attention and the split merge, is
+     * already streaming what the o-projection reads next. pf_* is the request for the next
+     * decode attention launch only (set and cleared by run_log); l2_bytes is the card's L2 size
+     * (0 below sm_90, which has no bulk prefetch); l2_prefetches counts launches that carried
+     * one (tests check > 0). */
+    int l2_prefetch_mb;    /* -1 (unset): off, a 32 MB candidate for the step tuner; 0 never */
     size_t l2_bytes;
     const void *pf_ptr;
     unsigned pf_bytes;
@@ -288,7 +287,9 @@ typedef struct CudaCtx {
      * the fastest for that size (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
-    StepFlags run;         /* the flags of the run_log in progress */
+    StepFlags run;         /* the flags launches read: the run_log in progress's, else
+                              cuda_config_flags (decode_combine_fused is the config, run.combine
+                              what decode attention does) */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */
@@ -554,10 +555,18 @@ void cuda_lt_destroy(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublas
 /* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
  * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
-/* gemm.cu's split-K search (PAGELLM_CUDA_LT_SPLITK), shared with gemm_pair.cu: see there. */
-int cuda_lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
-                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
-                       cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg);
+/* gemm.cu: picks a cuBLASLt configuration by timing, for gemm.cu's plans and gemm_pair.cu's.
+ * time_fn(arg) times the matmul with *algo (desc and layouts as given). The fastest of the
+ * heuristic's candidates res[0, n) goes into *algo (*choice its index), then, with
+ * PAGELLM_CUDA_LT_SPLITK, split-K variants of it for matmuls of fewer output tiles than SMs
+ * (*splitk: the splits kept, 0 none). Returns the kept configuration's time (us). */
+float cuda_lt_tune(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                   cublasLtMatrixLayout_t lc, long tiles, int K, const cublasLtMatmulHeuristicResult_t *res,
+                   int n, cublasLtMatmulAlgo_t *algo, int *choice, int *splitk, float (*time_fn)(void *arg),
+                   void *arg);
+/* graph.cu: the StepFlags the configuration asks for (the step tuner may pick others per graph
+ * size); what c->run holds outside run_log. */
+StepFlags cuda_config_flags(const CudaCtx *c);
 /* gemm_pair.cu: out0 = x @ w0^T and out1 = x @ w1^T ([rows, N] bf16 each, W [N, K]) as one
  * cuBLASLt matmul of batch 2 where that is allowed (c->gemm_pair, rows > GEMV_MAX_ROWS, both
  * plain matmuls cuBLASLt ones, weight and output offsets of one sign) and its plan says so;

@@ -278,7 +278,10 @@ __device__ __noinline__ void dtc_combine_if_last(bf16 *out, const float *part, i
 /* Block (kv head, split, decode seq di): attention of the G query heads of kvh over the split's
  * keys [kb, ke); kb a multiple of 16. nsplit == 1: out rows; else the partial
  * part[di, head, split, 0..HD+1] = (unnormalised O, max, sum) in base 2 (v1's layout). Launched
- * with PDL (cuda_launch): everything it reads comes after pdl_wait. */
+ * with PDL (cuda_launch): everything it reads comes after pdl_wait. split_count: non-NULL, the
+ * last block of each (seq, kv head) merges the splits itself. pf (NULL: none): block (0, 0, 0)
+ * asks the L2 for pf[0, pf_bytes) while the step's keys are at most pf_max_keys (graph.cu's
+ * set_l2_prefetch). */
 template <int HD, typename KV>
 __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
@@ -453,7 +456,7 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
-                c->decode_combine_fused ? c->attn_cnt : (int *)NULL, c->decode_late_trigger,
+                c->run.combine ? c->attn_cnt : (int *)NULL, c->decode_late_trigger,
                 c->pf_ptr, c->pf_bytes, c->pf_max_keys);
     CUDA_LAUNCH_CHECK(c);
     if (c->pf_ptr) c->l2_prefetches++;

@@ -308,11 +308,11 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
  * 64 tiles on 132 SMs, k and v (N = 1024) 16) also times its fastest algorithm with K split 2, 3,
  * 4, 6 and 8 ways (while tiles x splits <= 2 x SMs and every split keeps >= 256 of K), with each
  * reduction scheme the algorithm offers (in place in the output, or in float32 workspace), where
- * the workspace suffices. time_fn(arg) times the matmul with *algo (desc and layouts as given).
- * *algo and *best end as the fastest configuration; returns its split count (0: unsplit). */
-int cuda_lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
-                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
-                       cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg) {
+ * the workspace suffices. *algo and *best end as the fastest configuration; returns its split
+ * count (0: unsplit). */
+static int lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                         cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
+                         cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg) {
     if (tiles >= c->num_sms) return 0;
     int32_t sup = 0;
     uint32_t mask = 0;
@@ -347,6 +347,23 @@ int cuda_lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayo
     }
     *algo = keep;
     return kept;
+}
+
+float cuda_lt_tune(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                   cublasLtMatrixLayout_t lc, long tiles, int K, const cublasLtMatmulHeuristicResult_t *res,
+                   int n, cublasLtMatmulAlgo_t *algo, int *choice, int *splitk, float (*time_fn)(void *arg),
+                   void *arg) {
+    float best = 1e30f;
+    *choice = 0;
+    for (int i = 0; i < n; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        *algo = res[i].algo;
+        const float t = time_fn(arg);
+        if (t < best) { best = t; *choice = i; }
+    }
+    *algo = res[*choice].algo;
+    *splitk = c->lt_splitk ? lt_try_splitk(c, desc, la, lb, lc, tiles, K, algo, &best, time_fn, arg) : 0;
+    return best;
 }
 
 typedef struct PlanTiming { CudaCtx *c; GemmPlan *p; void *out; const bf16 *x, *w; } PlanTiming;
@@ -410,20 +427,10 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
      * candidates on the real operands and keep the fastest. Larger, ever-changing prefill row
      * counts keep the heuristic's choice (tuning each new count would stall live steps). */
     if (nres > 1 && c->lt_tune && rows <= LT_TUNE_MAX_ROWS && cap == cudaStreamCaptureStatusNone) {
-        float best = 1e30f;
-        for (int i = 0; i < nres; i++) {
-            if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-            p->algo = res[i].algo;
-            float t = time_us(c, p, 0, out, x, w);
-            if (t < best) { best = t; p->lt_choice = i; }
-        }
-        p->algo = res[p->lt_choice].algo;
-        if (c->lt_splitk) {
-            PlanTiming pt = {c, p, out, x, w};
-            const long tiles = (long)((N + 127) / 128) * ((rows + 127) / 128);
-            p->lt_splitk = cuda_lt_try_splitk(c, p->desc, p->a, p->b, p->c, tiles, K, &p->algo, &best,
-                                              plan_time_lt, &pt);
-        }
+        PlanTiming pt = {c, p, out, x, w};
+        const long tiles = (long)((N + 127) / 128) * ((rows + 127) / 128);
+        const float best = cuda_lt_tune(c, p->desc, p->a, p->b, p->c, tiles, K, res, nres, &p->algo,
+                                        &p->lt_choice, &p->lt_splitk, plan_time_lt, &pt);
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
             fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest%s%.0d (%.1f us)\n",
                     rows, N, K, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk, best);

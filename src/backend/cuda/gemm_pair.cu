@@ -102,27 +102,6 @@ static float pair_time_us(void *arg) {
     return cuda_time_median_us(((PairTiming *)arg)->c, pair_timing_run, arg);
 }
 
-/* The batched plan's algorithm: the fastest of the heuristic's candidates on the real operands
- * (the first alone without PAGELLM_CUDA_LT_TUNE), then split-K where PAGELLM_CUDA_LT_SPLITK asks;
- * its time in p->t_pair_us. */
-static void pair_plan_tune(CudaCtx *c, CudaPairPlan *p, const cublasLtMatmulHeuristicResult_t *res, int nres,
-                           PairTiming *t) {
-    t->batched = 1;
-    float best = 1e30f;
-    for (int i = 0; i < (c->lt_tune ? nres : 1); i++) {
-        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-        p->algo = res[i].algo;
-        const float us = pair_time_us(t);
-        if (us < best) { best = us; p->lt_choice = i; }
-    }
-    p->algo = res[p->lt_choice].algo;
-    if (c->lt_splitk) {
-        const long tiles = 2L * ((p->N + 127) / 128) * ((p->rows + 127) / 128);
-        p->lt_splitk = cuda_lt_try_splitk(c, p->desc, p->a, p->b, p->c, tiles, p->K, &p->algo, &best, pair_time_us, t);
-    }
-    p->t_pair_us = best;
-}
-
 int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16 *w0, const bf16 *w1, int rows,
                    int N, int K) {
     if (!c->gemm_pair || rows <= GEMV_MAX_ROWS) return 0;
@@ -155,8 +134,12 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
             p->use = 0; /* no batched algorithm: two matmuls (layouts kept for the lookup) */
             LOG_D("cuda gemm pair rows=%d N=%d K=%d: no cuBLASLt algorithm for the batch", rows, N, K);
         } else {
+            /* the fastest batched configuration (the heuristic's first alone without
+             * PAGELLM_CUDA_LT_TUNE), against the two matmuls */
             PairTiming t = {c, p, 1, out0, out1, x, w0, w1};
-            pair_plan_tune(c, p, res, nres, &t);
+            const long tiles = 2L * ((N + 127) / 128) * ((rows + 127) / 128);
+            p->t_pair_us = cuda_lt_tune(c, p->desc, p->a, p->b, p->c, tiles, K, res, c->lt_tune ? nres : 1,
+                                        &p->algo, &p->lt_choice, &p->lt_splitk, pair_time_us, &t);
             if (c->gemm_pair == 2) {
                 p->use = 1;
             } else {

@@ -38,8 +38,8 @@
  * decode attention of a small batch prefetches the o-projection's weights into the L2.
  *
  * Step tuner (PAGELLM_CUDA_STEP_TUNE): the first eager step of a small graph size is timed whole
- * under StepFlags variants (prologue fusions, L2 prefetch, decode v3's in-kernel split merge, one
- * axis at a time); the size keeps the fastest for its captures and replays.
+ * under StepFlags variants (prologue fusions, L2 prefetch, and with =2 decode v3's in-kernel
+ * split merge; one axis at a time); the size keeps the fastest for its captures and replays.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -509,7 +509,7 @@ static void set_l2_prefetch(CudaCtx *c, int i) {
     const size_t margin = (size_t)2 << 20;
     if (!bytes || c->l2_bytes < bytes + margin) return;
     const size_t key_bytes = (size_t)2 * r->i[1] * r->i[2] * (c->kv_fp8 ? 1 : 2); /* Hkv, hd */
-    const size_t max_keys = (c->l2_bytes - bytes - margin) / (key_bytes ? key_bytes : 1);
+    const size_t max_keys = (c->l2_bytes - bytes - margin) / key_bytes;
     c->pf_ptr = m->p[2];
     c->pf_bytes = (unsigned)bytes;
     c->pf_max_keys = max_keys > (size_t)INT32_MAX ? INT32_MAX : (int)max_keys;
@@ -521,8 +521,6 @@ static void set_l2_prefetch(CudaCtx *c, int i) {
  * launches its eager step ran. */
 static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
     c->run = flags;
-    const int combine = c->decode_combine_fused; /* the eager ops outside logs keep the config's */
-    c->decode_combine_fused = flags.combine;
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
@@ -534,11 +532,10 @@ static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
         c->pf_ptr = NULL;
         i++;
     }
-    c->decode_combine_fused = combine;
+    c->run = cuda_config_flags(c); /* eager ops outside logs launch as configured */
 }
 
-/* The flags the configuration asks for (the step tuner may choose others per graph size). */
-static StepFlags config_flags(const CudaCtx *c) {
+StepFlags cuda_config_flags(const CudaCtx *c) {
     StepFlags f;
     f.pro = c->fuse_pro;
     f.pf_mb = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : 0;
@@ -548,13 +545,13 @@ static StepFlags config_flags(const CudaCtx *c) {
 
 /* The flags for the steps of graph g: the tuned ones once measured, else the configuration's. */
 static StepFlags graph_flags(const CudaCtx *c, const CudaGraph *g) {
-    return g->tuned ? g->flags : config_flags(c);
+    return g->tuned ? g->flags : cuda_config_flags(c);
 }
 
 void cuda_graph_flush(CudaCtx *c) {
     if (!c->recording) return;
     c->recording = 0;
-    run_log(c, 0, config_flags(c));
+    run_log(c, 0, cuda_config_flags(c));
     c->nlog = 0;
 }
 
@@ -588,11 +585,10 @@ static void step_tune(CudaCtx *c, CudaGraph *g) {
     for (int i = 0; i < c->nlog; i++)
         if (c->log[i].kind == OP_ALLREDUCE) return;
     g->tuned = 1;
-    g->flags = config_flags(c);
     c->step_tunes++;
     const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
     const int log = getenv("PAGELLM_CUDA_GEMM_LOG") != NULL;
-    TuneRun best = {c, g->flags};
+    TuneRun best = {c, cuda_config_flags(c)};
     float t_best = -1.f;
     if (log) fprintf(stderr, "step T=%d:", c->T);
     for (int axis = 0; axis < 3; axis++) {
