@@ -12,7 +12,7 @@
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
  * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
  * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; decode attention prefetching the
- * o-projection's weights into the L2 as "cuda-graphs-l2pf"; the step tuner as
+ * o-projection's weights into the L2 as "cuda-graphs-l2pf"; the step tuner (graph-timed) as
  * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
@@ -994,7 +994,7 @@ int main(void) {
                              backend_cuda_l2_prefetches, "prefetching attention launches", err);
         /* the step tuner with all its axes (=2: every graph size times fusions, prefetch and the
          * in-kernel merge on and off): whichever it keeps, the logits stay the eager backend's */
-        graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "2", "cuda-graphs-steptune", g,
+        graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */

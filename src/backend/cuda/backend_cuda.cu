@@ -552,7 +552,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->l2_prefetch_mb = env_int("PAGELLM_CUDA_L2_PREFETCH", -1);
-    c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 0);
+    c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 1);
     c->l2_bytes = prop.major >= 9 && prop.l2CacheSize > 0 ? (size_t)prop.l2CacheSize : 0;
     c->run = cuda_config_flags(c);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);

@@ -281,10 +281,10 @@ typedef struct CudaCtx {
                               decode sequences) are at most this: its own KV reads then leave the
                               prefetched lines room in the L2 */
     long l2_prefetches;
-    /* PAGELLM_CUDA_STEP_TUNE=1 (default 0 until a GPU run has measured it): the first eager
-     * decode step of each graph size <= GEMV_MAX_ROWS times the whole step under StepFlags
-     * variants (fusions, prefetch, and with 2 the in-kernel merge: one axis at a time) and keeps
-     * the fastest for that size (graph.cu); step_tunes counts the sizes tuned (tests) */
+    /* PAGELLM_CUDA_STEP_TUNE (default 1; 0 off): at the first eager decode step of each graph
+     * size <= GEMV_MAX_ROWS the step is captured and its replays timed under StepFlags variants
+     * (prologue fusions, L2 prefetch; one axis at a time), and that size keeps the fastest
+     * (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
     StepFlags run;         /* the flags launches read: the run_log in progress's, else

@@ -37,9 +37,9 @@
  * (gemm_pair.cu) where that measured faster. set_l2_prefetch (PAGELLM_CUDA_L2_PREFETCH): the
  * decode attention of a small batch prefetches the o-projection's weights into the L2.
  *
- * Step tuner (PAGELLM_CUDA_STEP_TUNE): the first eager step of a small graph size is timed whole
- * under StepFlags variants (prologue fusions, L2 prefetch, and with =2 decode v3's in-kernel
- * split merge; one axis at a time); the size keeps the fastest for its captures and replays.
+ * Step tuner (PAGELLM_CUDA_STEP_TUNE, on by default): at the first eager step of a small graph
+ * size, the step is captured and its replays timed under StepFlags variants (prologue fusions,
+ * L2 prefetch; one axis at a time); the size keeps the fastest for its captures and replays.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -557,29 +557,52 @@ void cuda_graph_flush(CudaCtx *c) {
 
 /* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
 
-/* One run of the log with flags f (what cuda_time_median_us times for the tuner). */
-typedef struct TuneRun { CudaCtx *c; StepFlags f; } TuneRun;
-static void tune_run(void *arg) {
-    TuneRun *t = (TuneRun *)arg;
-    run_log(t->c, 1, t->f);
+/* The whole step under flags f captured into a graph (after one eager run of it: plans,
+ * autotuning and scratch growth happen outside the capture). */
+static cudaGraphExec_t tune_capture(CudaCtx *c, StepFlags f) {
+    run_log(c, 1, f);
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    c->capturing = 1;
+    CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    run_log(c, 1, f);
+    CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
+    c->capturing = 0;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    return exec;
 }
 
-/* Why: whether folding small ops into GEMV v4, prefetching weights into the L2 and merging the
- * decode splits inside the attention kernel pay off depends on the shape, the card and the
- * kernels around them in ways the kernels' own timings do not show (a fused prologue stages all
- * of x in every persistent block; a prefetch helps only where the HBM would otherwise idle; the
- * in-kernel merge cost 0.29 ms per step through the engine and nothing in the backend bench), so
- * the step itself is timed. A whole decode step's log can run again and again with the same
- * result (test_forward checks this of the model's op sequence): the embedding rewrites the
- * residual stream, every scratch buffer is written before it is read, and the KV store writes
- * the same values to the same slots. So the first eager step of a graph size <= GEMV_MAX_ROWS
- * (the start-up warm-up, before any capture) walks the axes one at a time: the flags so far
- * against the same with one axis flipped (a warm run of the new variant first: plans, autotuning),
- * cuda_time_median_us of each, the flip kept only if 0.5% faster. Not under tensor parallelism
- * (every rank would have to time in lock step) and never during a capture. Start-up steps read a
- * one-token context, so attention-bound effects of long contexts are not what this sees: the
- * in-kernel merge, whose cost showed at contexts of 128-640 through the engine, is an axis only
- * with PAGELLM_CUDA_STEP_TUNE=2. */
+typedef struct TuneRun { CudaCtx *c; cudaGraphExec_t exec; } TuneRun;
+static void tune_replay(void *arg) {
+    TuneRun *t = (TuneRun *)arg;
+    CUDA_CHECK(cudaGraphLaunch(t->exec, t->c->stream));
+}
+
+/* Median time of graph replays of the step under flags f (cuda_time_median_us: a warm replay,
+ * then the median of 5). */
+static float tune_time_us(CudaCtx *c, StepFlags f) {
+    TuneRun t = {c, tune_capture(c, f)};
+    const float us = cuda_time_median_us(c, tune_replay, &t);
+    CUDA_CHECK(cudaGraphExecDestroy(t.exec));
+    return us;
+}
+
+/* Why: whether folding small ops into GEMV v4 and prefetching the o-projection's weights into
+ * the L2 pay off depends on the shape, the card and the kernels around them in ways the kernels'
+ * own timings do not show (run10-ab, H100: the fused prologues make the 4B shape's batch-1 step
+ * 4.95 ms instead of 3.79 and the 8B's 5.84 instead of 5.90, while each fused GEMV timed alone
+ * is faster than its unfused pair), so the step itself is timed, as the graph that will replay it
+ * (eager timings of small shapes measure the host's launch rate, not the GPU). A whole decode
+ * step's log can run again and again with the same result (test_forward checks this of the
+ * model's op sequence): the embedding rewrites the residual stream, every scratch buffer is
+ * written before it is read, and the KV store writes the same values to the same slots. So the
+ * first eager step of a graph size <= GEMV_MAX_ROWS (the start-up warm-up, before its capture)
+ * walks the axes one at a time: the flags so far against the same with one axis flipped, each
+ * captured and its replays timed, the flip kept only if 0.5% faster. Not under tensor
+ * parallelism (every rank would have to time in lock step) and never during a capture. The
+ * in-kernel split merge is no axis: start-up steps read a one-token context, and there it chose
+ * the merge that costs 0.1 ms per 8B step at 512 tokens (run10-ab). */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
     if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
     for (int i = 0; i < c->nlog; i++)
@@ -588,30 +611,27 @@ static void step_tune(CudaCtx *c, CudaGraph *g) {
     c->step_tunes++;
     const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
     const int log = getenv("PAGELLM_CUDA_GEMM_LOG") != NULL;
-    TuneRun best = {c, cuda_config_flags(c)};
+    StepFlags best = cuda_config_flags(c);
     float t_best = -1.f;
     if (log) fprintf(stderr, "step T=%d:", c->T);
-    for (int axis = 0; axis < 3; axis++) {
-        TuneRun cand = best;
+    for (int axis = 0; axis < 2; axis++) {
+        StepFlags cand = best;
         if (axis == 0) { /* GEMV v4 prologue fusions: only where v4 may run */
             if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4)) continue;
-            cand.f.pro = !best.f.pro;
-        } else if (axis == 1) { /* L2 prefetch: sm_90 */
+            cand.pro = !best.pro;
+        } else { /* L2 prefetch: sm_90 */
             if (pf_cand <= 0 || !c->l2_bytes) continue;
-            cand.f.pf_mb = best.f.pf_mb ? 0 : pf_cand;
-        } else { /* the split merge inside decode v3: PAGELLM_CUDA_STEP_TUNE=2 only (see above) */
-            if (c->step_tune < 2 || c->decode_attn == 1) continue;
-            cand.f.combine = !best.f.combine;
+            cand.pf_mb = best.pf_mb ? 0 : pf_cand;
         }
-        if (t_best < 0) t_best = cuda_time_median_us(c, tune_run, &best); /* its warm-up run first */
-        const float t = cuda_time_median_us(c, tune_run, &cand);
+        if (t_best < 0) t_best = tune_time_us(c, best);
+        const float t = tune_time_us(c, cand);
         if (log)
-            fprintf(stderr, " [pro %d pf %d combine %d] %.1f us vs [pro %d pf %d combine %d] %.1f us;",
-                    best.f.pro, best.f.pf_mb, best.f.combine, t_best, cand.f.pro, cand.f.pf_mb, cand.f.combine, t);
+            fprintf(stderr, " [pro %d pf %d] %.1f us vs [pro %d pf %d] %.1f us;", best.pro, best.pf_mb, t_best,
+                    cand.pro, cand.pf_mb, t);
         if (t < 0.995f * t_best) { best = cand; t_best = t; }
     }
-    g->flags = best.f;
-    if (log) fprintf(stderr, " -> fuse_pro %d prefetch %d MB combine %d\n", g->flags.pro, g->flags.pf_mb, g->flags.combine);
+    g->flags = best;
+    if (log) fprintf(stderr, " -> fuse_pro %d prefetch %d MB\n", g->flags.pro, g->flags.pf_mb);
 }
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
