@@ -3,8 +3,7 @@
  * poisoned (NaN) before each op so an unwritten element fails.
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
- * (each GEMM path forced, so all are checked whatever the autotuner picks), "cuda-lt-splitk"
- * (cuBLASLt with split-K variants timed, PAGELLM_CUDA_LT_SPLITK=1), for attention also
+ * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
@@ -917,11 +916,6 @@ int main(void) {
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
         if (gv4) BK[NBK++] = (NamedBackend){"cuda-gemv4", gv4};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
-        setenv("PAGELLM_CUDA_LT_SPLITK", "1", 1); /* cuBLASLt with split-K variants in its timing */
-        Backend *gls = make_cuda("0", err);
-        unsetenv("PAGELLM_CUDA_LT_SPLITK");
-        if (gls) BK[NBK++] = (NamedBackend){"cuda-lt-splitk", gls};
-        else printf("FAIL: cuda backend with PAGELLM_CUDA_LT_SPLITK=1: %s\n", err), gpu_failures++;
         BackendOptions fo = {0};
         fo.kv_dtype = DT_FP8_E4M3;
         fo.enforce_eager = 1;
@@ -1019,21 +1013,16 @@ int main(void) {
         if (gp) gp->ops->destroy(gp);
         setenv("PAGELLM_CUDA_GEMM_PAIR", "2", 1);
         gg = make_cuda("graphs", err);
-        setenv("PAGELLM_CUDA_LT_SPLITK", "1", 1); /* the batched plans' split-K variants too */
-        Backend *gk = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_LT_SPLITK");
         setenv("PAGELLM_CUDA_GEMM_PAIR", "0", 1);
         gp = make_cuda("graphs", err);
         unsetenv("PAGELLM_CUDA_GEMM_PAIR");
-        if (gg && gk && gp) {
+        if (gg && gp) {
             test_graph_pair(gg, "cuda-graphs-pairs", gp, g);
-            test_graph_pair(gk, "cuda-graphs-pairs-splitk", gp, g);
         } else {
-            printf("cuda graphs backends (gemm pairs on / off / with split-K): %s\n", err);
+            printf("cuda graphs backends (gemm pairs on / off): %s\n", err);
             gpu_failures++;
         }
         if (gg) gg->ops->destroy(gg);
-        if (gk) gk->ops->destroy(gk);
         if (gp) gp->ops->destroy(gp);
         gg = make_cuda("graphs", err);
         if (gg) {

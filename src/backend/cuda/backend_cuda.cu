@@ -539,7 +539,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->gemm_pair = env_int("PAGELLM_CUDA_GEMM_PAIR", 1);
     c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
-    c->lt_splitk = env_int("PAGELLM_CUDA_LT_SPLITK", 0);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);

@@ -140,7 +140,6 @@ typedef struct GemmPlan {
     cublasLtMatmulAlgo_t algo;
     int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
-    int lt_splitk;         /* K splits of the kept configuration (0: the candidate as offered) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
 } GemmPlan;
 
@@ -156,7 +155,6 @@ typedef struct CudaPairPlan {
     cublasLtMatmulAlgo_t algo;
     int use;               /* 1: batched (measured faster, or forced), 0: two matmuls */
     int lt_choice;         /* heuristic candidate kept (the fastest batched one) */
-    int lt_splitk;         /* its K splits (PAGELLM_CUDA_LT_SPLITK; 0: unsplit) */
     float t_pair_us, t_sep_us;
 } CudaPairPlan;
 
@@ -230,7 +228,6 @@ typedef struct CudaCtx {
     long pair_launches;    /* batched pairs run_log issued (tests check > 0) */
     int gemv4;             /* PAGELLM_CUDA_GEMV4 (default 1): GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
-    int lt_splitk;         /* PAGELLM_CUDA_LT_SPLITK (default 0): also time split-K variants (gemm.cu) */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
                               2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */
@@ -555,15 +552,13 @@ void cuda_lt_destroy(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublas
 /* Median of 5 timed runs of run(arg) on the context's stream after one warm-up, in
  * microseconds (cudaEvents; synchronizes: eager only). Used to pick the faster path per shape. */
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
-/* gemm.cu: picks a cuBLASLt configuration by timing, for gemm.cu's plans and gemm_pair.cu's.
- * time_fn(arg) times the matmul with *algo (desc and layouts as given). The fastest of the
- * heuristic's candidates res[0, n) goes into *algo (*choice its index), then, with
- * PAGELLM_CUDA_LT_SPLITK, split-K variants of it for matmuls of fewer output tiles than SMs
- * (*splitk: the splits kept, 0 none). Returns the kept configuration's time (us). */
-float cuda_lt_tune(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-                   cublasLtMatrixLayout_t lc, long tiles, int K, const cublasLtMatmulHeuristicResult_t *res,
-                   int n, cublasLtMatmulAlgo_t *algo, int *choice, int *splitk, float (*time_fn)(void *arg),
-                   void *arg);
+/* gemm.cu: picks a cuBLASLt algorithm by timing, for gemm.cu's plans and gemm_pair.cu's.
+ * time_fn(arg) times the matmul with *algo. The fastest of the heuristic's candidates res[0, n)
+ * goes into *algo (*choice its index). Returns its time (us). (Split-K variants of it were
+ * timed too in session 6, PAGELLM_CUDA_LT_SPLITK: no measurable change of the 8B or 4B
+ * batch-256 step on the H100, run10; removed.) */
+float cuda_lt_tune(const cublasLtMatmulHeuristicResult_t *res, int n, cublasLtMatmulAlgo_t *algo, int *choice,
+                   float (*time_fn)(void *arg), void *arg);
 /* graph.cu: the StepFlags the configuration asks for (the step tuner may pick others per graph
  * size); what c->run holds outside run_log. */
 StepFlags cuda_config_flags(const CudaCtx *c);

@@ -303,56 +303,8 @@ static float time_us(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
     return cuda_time_median_us(c, path_run, &r);
 }
 
-/* PAGELLM_CUDA_LT_SPLITK=1 (session 5; off by default until a GPU run measures it): a matmul
- * whose 128 x 128 output tiles cannot fill the SMs (at 256 rows: the N = 4096 projections have
- * 64 tiles on 132 SMs, k and v (N = 1024) 16) also times its fastest algorithm with K split 2, 3,
- * 4, 6 and 8 ways (while tiles x splits <= 2 x SMs and every split keeps >= 256 of K), with each
- * reduction scheme the algorithm offers (in place in the output, or in float32 workspace), where
- * the workspace suffices. *algo and *best end as the fastest configuration; returns its split
- * count (0: unsplit). */
-static int lt_try_splitk(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
-                         cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, long tiles, int K,
-                         cublasLtMatmulAlgo_t *algo, float *best, float (*time_fn)(void *arg), void *arg) {
-    if (tiles >= c->num_sms) return 0;
-    int32_t sup = 0;
-    uint32_t mask = 0;
-    size_t wr = 0;
-    if (cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &sup, sizeof sup, &wr) !=
-            CUBLAS_STATUS_SUCCESS || !sup ||
-        cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask, sizeof mask,
-                                          &wr) != CUBLAS_STATUS_SUCCESS)
-        return 0;
-    const uint32_t schemes[2] = {CUBLASLT_REDUCTION_SCHEME_INPLACE, CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE};
-    static const int32_t splits[] = {2, 3, 4, 6, 8};
-    const cublasLtMatmulAlgo_t base = *algo;
-    cublasLtMatmulAlgo_t keep = base;
-    int kept = 0;
-    for (unsigned i = 0; i < sizeof splits / sizeof splits[0]; i++) {
-        const int32_t k = splits[i];
-        if (K / k < 256 || tiles * k > 2L * c->num_sms) break;
-        for (int sc = 0; sc < 2; sc++) {
-            if (!(mask & schemes[sc])) continue;
-            cublasLtMatmulAlgo_t a = base;
-            cublasLtMatmulHeuristicResult_t chk;
-            if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k, sizeof k) != CUBLAS_STATUS_SUCCESS ||
-                cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &schemes[sc],
-                                                     sizeof schemes[sc]) != CUBLAS_STATUS_SUCCESS ||
-                cublasLtMatmulAlgoCheck(c->lt, desc, la, lb, lc, lc, &a, &chk) != CUBLAS_STATUS_SUCCESS ||
-                chk.workspaceSize > c->lt_ws_bytes)
-                continue;
-            *algo = a;
-            const float t = time_fn(arg);
-            if (t < *best) { *best = t; keep = a; kept = k; }
-        }
-    }
-    *algo = keep;
-    return kept;
-}
-
-float cuda_lt_tune(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-                   cublasLtMatrixLayout_t lc, long tiles, int K, const cublasLtMatmulHeuristicResult_t *res,
-                   int n, cublasLtMatmulAlgo_t *algo, int *choice, int *splitk, float (*time_fn)(void *arg),
-                   void *arg) {
+float cuda_lt_tune(const cublasLtMatmulHeuristicResult_t *res, int n, cublasLtMatmulAlgo_t *algo, int *choice,
+                   float (*time_fn)(void *arg), void *arg) {
     float best = 1e30f;
     *choice = 0;
     for (int i = 0; i < n; i++) {
@@ -362,7 +314,6 @@ float cuda_lt_tune(CudaCtx *c, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t
         if (t < best) { best = t; *choice = i; }
     }
     *algo = res[*choice].algo;
-    *splitk = c->lt_splitk ? lt_try_splitk(c, desc, la, lb, lc, tiles, K, algo, &best, time_fn, arg) : 0;
     return best;
 }
 
@@ -428,12 +379,10 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
      * counts keep the heuristic's choice (tuning each new count would stall live steps). */
     if (nres > 1 && c->lt_tune && rows <= LT_TUNE_MAX_ROWS && cap == cudaStreamCaptureStatusNone) {
         PlanTiming pt = {c, p, out, x, w};
-        const long tiles = (long)((N + 127) / 128) * ((rows + 127) / 128);
-        const float best = cuda_lt_tune(c, p->desc, p->a, p->b, p->c, tiles, K, res, nres, &p->algo,
-                                        &p->lt_choice, &p->lt_splitk, plan_time_lt, &pt);
+        const float best = cuda_lt_tune(res, nres, &p->algo, &p->lt_choice, plan_time_lt, &pt);
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest%s%.0d (%.1f us)\n",
-                    rows, N, K, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk, best);
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest (%.1f us)\n",
+                    rows, N, K, p->lt_choice, nres, best);
     }
     int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
     GemvSegs sg1 = one_seg(out, w, N);

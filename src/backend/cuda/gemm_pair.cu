@@ -16,10 +16,9 @@
  * as two matmuls.
  *
  * Each shape (rows, N, K, alignment) gets a plan the first time it is seen outside a capture:
- * the fastest of the heuristic's candidates for the batched layouts (and split-K variants with
- * PAGELLM_CUDA_LT_SPLITK=1), timed against the two plain matmuls on the real operands (medians
- * of 5); the faster is kept. PAGELLM_CUDA_GEMM_PAIR: 0 off, 1 timed (the
- * default), 2 batched whenever possible (tests). */
+ * the fastest of the heuristic's candidates for the batched layouts, timed against the two
+ * plain matmuls on the real operands (medians of 5); the faster is kept. PAGELLM_CUDA_GEMM_PAIR:
+ * 0 off, 1 timed (the default), 2 batched whenever possible (tests). */
 #include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -137,9 +136,7 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
             /* the fastest batched configuration (the heuristic's first alone without
              * PAGELLM_CUDA_LT_TUNE), against the two matmuls */
             PairTiming t = {c, p, 1, out0, out1, x, w0, w1};
-            const long tiles = 2L * ((N + 127) / 128) * ((rows + 127) / 128);
-            p->t_pair_us = cuda_lt_tune(c, p->desc, p->a, p->b, p->c, tiles, K, res, c->lt_tune ? nres : 1,
-                                        &p->algo, &p->lt_choice, &p->lt_splitk, pair_time_us, &t);
+            p->t_pair_us = cuda_lt_tune(res, c->lt_tune ? nres : 1, &p->algo, &p->lt_choice, pair_time_us, &t);
             if (c->gemm_pair == 2) {
                 p->use = 1;
             } else {
@@ -149,9 +146,8 @@ int cuda_gemm_pair(CudaCtx *c, void *out0, void *out1, const bf16 *x, const bf16
             }
         }
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm pair rows=%d N=%d K=%d: batched %.1f us (candidate %d of %d%s%.0d), separate %.1f us -> %s\n",
-                    rows, N, K, p->t_pair_us, p->lt_choice, nres, p->lt_splitk ? ", split-K " : "", p->lt_splitk,
-                    p->t_sep_us, p->use ? "batched" : "separate");
+            fprintf(stderr, "gemm pair rows=%d N=%d K=%d: batched %.1f us (candidate %d of %d), separate %.1f us -> %s\n",
+                    rows, N, K, p->t_pair_us, p->lt_choice, nres, p->t_sep_us, p->use ? "batched" : "separate");
     }
     if (!p->use) return 0;
     set_offsets(p, da, dc);
