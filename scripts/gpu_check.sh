@@ -7,8 +7,8 @@
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
-# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes, and
-# dev/cuda/l2_prefetch.cu (DEV_TOOLS="gemv l2_prefetch" by default: which of the two run).
+# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes (DEV_TOOLS,
+# default "gemv": which dev tools run).
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -296,18 +296,12 @@ if [ -n "$AB_ENVS" ]; then
   done >> "$OUT/bench.log"
   set --
 fi
-DEV_TOOLS=" ${DEV_TOOLS:-gemv l2_prefetch} "
+DEV_TOOLS=" ${DEV_TOOLS:-gemv} "
 if [ $DEV -eq 1 ] && [[ $DEV_TOOLS == *" gemv "* ]]; then
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
-fi
-# dev/cuda/l2_prefetch.cu: the L2 bulk prefetch over an idle gap before a GEMV (8B and 4B o-projections)
-if [ $DEV -eq 1 ] && [[ $DEV_TOOLS == *" l2_prefetch "* ]]; then
-  nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/l2_prefetch.cu -o $B/l2_prefetch > /tmp/l2pf_build.log 2>&1 ||
-    tail -20 /tmp/l2pf_build.log
-  for nk in "4096 4096" "2560 4096"; do timeout 60 $B/l2_prefetch $nk; done 2>&1 | tee -a "$OUT/bench.log"
 fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)

@@ -194,9 +194,6 @@ long backend_cuda_fused_launches(const Backend *b);
 /* Batched gate/up and k/v matmul pairs of decode graphs (PAGELLM_CUDA_GEMM_PAIR), counted the
  * same way; for tests. */
 long backend_cuda_pair_launches(const Backend *b);
-/* Decode attention launches that carried an L2 prefetch of the next matmul's weights
- * (PAGELLM_CUDA_L2_PREFETCH), counted the same way; for tests. */
-long backend_cuda_l2_prefetches(const Backend *b);
 /* Graph sizes whose step flags the step tuner timed (PAGELLM_CUDA_STEP_TUNE); for tests. */
 long backend_cuda_step_tunes(const Backend *b);
 #endif

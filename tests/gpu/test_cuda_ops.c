@@ -10,8 +10,7 @@
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
  * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
- * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; decode attention prefetching the
- * o-projection's weights into the L2 as "cuda-graphs-l2pf"; the step tuner (graph-timed) as
+ * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; the step tuner (graph-timed) as
  * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
 #include <stdint.h>
@@ -982,12 +981,8 @@ int main(void) {
         setenv("PAGELLM_CUDA_DECODE_COMBINE", "1", 1);
         graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs-merge1", err);
         unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
-        /* graphs whose decode attention prefetches the o-projection's weights into the L2 (a
-         * hint: the logits must not change); the prefetching launches must have been issued */
-        graph_decode_counted("PAGELLM_CUDA_L2_PREFETCH", "32", "cuda-graphs-l2pf", g,
-                             backend_cuda_l2_prefetches, "prefetching attention launches", err);
-        /* the step tuner with all its axes (=2: every graph size times fusions, prefetch and the
-         * in-kernel merge on and off): whichever it keeps, the logits stay the eager backend's */
+        /* the step tuner (every graph size <= 8 times its captured step with the fused
+         * prologues on and off): whichever it keeps, the logits stay the eager backend's */
         graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the

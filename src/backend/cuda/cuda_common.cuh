@@ -99,21 +99,6 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-/* Asks the L2 to fetch [p, p + bytes) from HBM (a hint: no data comes back, nothing waits
- * for it): the calling warp's lanes issue 64 KB bulk prefetches (Hopper's cp.async.bulk), a
- * handful of instructions each. p 16-byte aligned, bytes a multiple of 16. No-op below sm_90. */
-__device__ __forceinline__ void l2_prefetch_warp(const void *p, unsigned bytes, int lane) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const size_t g = __cvta_generic_to_global(p);
-    for (unsigned off = (unsigned)lane << 16; off < bytes; off += 32u << 16) {
-        const unsigned n = bytes - off < (1u << 16) ? bytes - off : (1u << 16);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(g + off), "r"(n) : "memory");
-    }
-#else
-    (void)p; (void)bytes; (void)lane;
-#endif
-}
-
 /* The batch metadata of one step, on the device (pointers into one int32 buffer). */
 typedef struct DevBatch {
     int32_t *token_ids;    /* [T] */
@@ -186,11 +171,11 @@ typedef struct OpRec {
 #define CUDA_GRAPH_MAX_SIZES 64 /* capture sizes kept (vLLM's default list has at most 51) */
 
 /* The run_log choices that a decode step of one graph size may make differently from the
- * configuration (graph.cu's step tuner): fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO),
- * the MB of the L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH; 0 none), and decode v3 merging its
- * splits itself (PAGELLM_CUDA_DECODE_COMBINE). */
+ * configuration: fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO; graph.cu's step tuner
+ * picks it per size), and decode v3 merging its splits itself (PAGELLM_CUDA_DECODE_COMBINE;
+ * from the configuration only). */
 typedef struct StepFlags {
-    int pro, pf_mb, combine;
+    int pro, combine;
 } StepFlags;
 
 typedef struct CudaGraph {
@@ -263,24 +248,9 @@ typedef struct CudaCtx {
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
-    /* L2 weight prefetch (PAGELLM_CUDA_L2_PREFETCH=MB; graph.cu's run_log): in small-batch
-     * decode steps, the attention kernel asks the L2 to fetch the next matmul's weights (at most
-     * MB) while it runs, so that the HBM, idle during rope, attention and the split merge, is
-     * already streaming what the o-projection reads next. pf_* is the request for the next
-     * decode attention launch only (set and cleared by run_log); l2_bytes is the card's L2 size
-     * (0 below sm_90, which has no bulk prefetch); l2_prefetches counts launches that carried
-     * one (tests check > 0). */
-    int l2_prefetch_mb;    /* -1 (unset): off, a 32 MB candidate for the step tuner; 0 never */
-    size_t l2_bytes;
-    const void *pf_ptr;
-    unsigned pf_bytes;
-    int pf_max_keys;       /* the kernel prefetches only while the step's keys (summed over its
-                              decode sequences) are at most this: its own KV reads then leave the
-                              prefetched lines room in the L2 */
-    long l2_prefetches;
     /* PAGELLM_CUDA_STEP_TUNE (default 1; 0 off): at the first eager decode step of each graph
-     * size <= GEMV_MAX_ROWS the step is captured and its replays timed under StepFlags variants
-     * (prologue fusions, L2 prefetch; one axis at a time), and that size keeps the fastest
+     * size <= GEMV_MAX_ROWS the step is captured and its replays timed with the prologue
+     * fusions on and off, and that size keeps the faster
      * (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;

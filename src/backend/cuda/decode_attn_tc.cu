@@ -279,16 +279,13 @@ __device__ __noinline__ void dtc_combine_if_last(bf16 *out, const float *part, i
  * keys [kb, ke); kb a multiple of 16. nsplit == 1: out rows; else the partial
  * part[di, head, split, 0..HD+1] = (unnormalised O, max, sum) in base 2 (v1's layout). Launched
  * with PDL (cuda_launch): everything it reads comes after pdl_wait. split_count: non-NULL, the
- * last block of each (seq, kv head) merges the splits itself. pf (NULL: none): each block asks
- * the L2 for its slice of pf[0, pf_bytes) while the step's keys are at most pf_max_keys
- * (graph.cu's set_l2_prefetch). */
+ * last block of each (seq, kv head) merges the splits itself. */
 template <int HD, typename KV>
 __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     bf16 *out, float *part, const bf16 *q, const KV *kc, const KV *vc,
     const int32_t *decode_seqs, const int32_t *query_start, const int32_t *seq_lens,
     const int32_t *block_tables, const int32_t *mbps_dev, int block_size, int Hq, int Hkv,
-    float scale_log2, int *split_count, int late_trigger, const void *pf, unsigned pf_bytes,
-    int pf_max_keys) {
+    float scale_log2, int *split_count, int late_trigger) {
     using C = DtcCfg<HD, KV>;
     constexpr bool F16 = C::F16;
     extern __shared__ __align__(16) unsigned char dtc_smem[];
@@ -306,24 +303,6 @@ __global__ void __launch_bounds__(DTC_WARPS * 32) decode_attn_tc_kernel(
     const int kb = min(seq_len, split * chunk), ke = min(seq_len, kb + chunk);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    /* L2 prefetch of the next matmul's weights (CudaCtx.pf_ptr): after pdl_wait, so that the
-     * matmuls before this kernel have finished streaming through the L2; only while this
-     * step's keys leave the prefetched lines room (pf_max_keys; known here, not when the graph
-     * was captured). Every block issues its own slice: one SM's bulk-copy unit pulls only about
-     * 250 GB/s, and a block that issued all 32 MB itself held the step back by ~130 us per layer
-     * (run10-ab; the o-projection's GEMV waits for the whole grid). */
-    if (pf && warp == 0) {
-        int keys = 0;
-        for (int i = lane; i < (int)gridDim.z; i += 32) keys += seq_lens[decode_seqs[i]];
-#pragma unroll
-        for (int o = 16; o; o >>= 1) keys += __shfl_xor_sync(0xffffffffu, keys, o);
-        const unsigned nb = gridDim.x * gridDim.y * gridDim.z;
-        const unsigned b = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-        const unsigned slice = ((pf_bytes + nb - 1) / nb + 15u) & ~15u;
-        const unsigned off = b * slice;
-        if (keys <= pf_max_keys && off < pf_bytes)
-            l2_prefetch_warp((const unsigned char *)pf + off, min(slice, pf_bytes - off), lane);
-    }
     const int g = lane >> 2, t4 = lane & 3;
 
     uint32_t qa[HD / 16][2];
@@ -463,10 +442,8 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
-                c->run.combine ? c->attn_cnt : (int *)NULL, c->decode_late_trigger,
-                c->pf_ptr, c->pf_bytes, c->pf_max_keys);
+                c->run.combine ? c->attn_cnt : (int *)NULL, c->decode_late_trigger);
     CUDA_LAUNCH_CHECK(c);
-    if (c->pf_ptr) c->l2_prefetches++;
 }
 
 int cuda_decode_attn_tc_supported(int Hq, int Hkv, int hd) {

@@ -34,12 +34,11 @@
  * and only matmuls that would run as GEMVs anyway are fused (never cuBLASLt ones).
  * try_pair_matmuls (PAGELLM_CUDA_GEMM_PAIR): at batch sizes above GEMV_MAX_ROWS, the k/v and
  * gate/up matmul pairs (same x, same shape) become one cuBLASLt matmul of batch 2
- * (gemm_pair.cu) where that measured faster. set_l2_prefetch (PAGELLM_CUDA_L2_PREFETCH): the
- * decode attention of a small batch prefetches the o-projection's weights into the L2.
+ * (gemm_pair.cu) where that measured faster.
  *
  * Step tuner (PAGELLM_CUDA_STEP_TUNE, on by default): at the first eager step of a small graph
- * size, the step is captured and its replays timed under StepFlags variants (prologue fusions,
- * L2 prefetch; one axis at a time); the size keeps the fastest for its captures and replays.
+ * size, the step is captured and its replays timed with the prologue fusions on and off; the size
+ * keeps the faster for its captures and replays.
  *
  * Tensor parallelism: the all-reduces are records too (OP_ALLREDUCE, appended by comm_nccl.cu),
  * so graphs contain them. Each rank has its own backend and graphs; the ranks run the same
@@ -487,34 +486,6 @@ static int try_fuse_pro(CudaCtx *c, int i, int whole_step) {
     return pos - i;
 }
 
-/* PAGELLM_CUDA_L2_PREFETCH: before the decode attention record at log[i] of a small-batch
- * decode step, points the attention launch at the weights of the matmul that follows it (the
- * o-projection; at most c->run.pf_mb MB), to be prefetched into the L2 while attention
- * runs (decode_attn_tc.cu). The KV reads of the step must leave that room in the L2: the kernel
- * skips the prefetch above pf_max_keys keys (the L2 minus the prefetch minus 2 MB, in KV bytes
- * of one layer's key + value). Depends only on the log, like the other rewrites. */
-static void set_l2_prefetch(CudaCtx *c, int i) {
-    c->pf_ptr = NULL;
-    const OpRec *r = &c->log[i];
-    if (c->run.pf_mb <= 0 || r->kind != OP_ATTN || c->T > GEMV_MAX_ROWS || c->num_prefill)
-        return;
-    const OpRec *m = NULL;
-    for (int j = i + 1; j < c->nlog && j <= i + 3 && !m; j++)
-        if (c->log[j].kind == OP_MATMUL) m = &c->log[j];
-    if (!m || ((uintptr_t)m->p[2] & 15)) return;
-    size_t bytes = (size_t)m->i[1] * (size_t)m->i[2] * sizeof(bf16);
-    const size_t cap = (size_t)c->run.pf_mb << 20;
-    if (bytes > cap) bytes = cap;
-    bytes &= ~(size_t)15;
-    const size_t margin = (size_t)2 << 20;
-    if (!bytes || c->l2_bytes < bytes + margin) return;
-    const size_t key_bytes = (size_t)2 * r->i[1] * r->i[2] * (c->kv_fp8 ? 1 : 2); /* Hkv, hd */
-    const size_t max_keys = (c->l2_bytes - bytes - margin) / key_bytes;
-    c->pf_ptr = m->p[2];
-    c->pf_bytes = (unsigned)bytes;
-    c->pf_max_keys = max_keys > (size_t)INT32_MAX ? INT32_MAX : (int)max_keys;
-}
-
 /* Runs the log: peephole rewrites first (each consumes the records it replaced), else one op.
  * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
  * on the log and on plans made by the eager step before a capture, so a captured graph runs the
@@ -527,9 +498,7 @@ static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
         if (!used) used = try_pair_matmuls(c, i);
         if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }
-        set_l2_prefetch(c, i);
         cuda_oprec_run(c, &c->log[i]);
-        c->pf_ptr = NULL;
         i++;
     }
     c->run = cuda_config_flags(c); /* eager ops outside logs launch as configured */
@@ -538,7 +507,6 @@ static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
 StepFlags cuda_config_flags(const CudaCtx *c) {
     StepFlags f;
     f.pro = c->fuse_pro;
-    f.pf_mb = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : 0;
     f.combine = c->decode_combine_fused;
     return f;
 }
@@ -588,50 +556,38 @@ static float tune_time_us(CudaCtx *c, StepFlags f) {
     return us;
 }
 
-/* Why: whether folding small ops into GEMV v4 and prefetching the o-projection's weights into
- * the L2 pay off depends on the shape, the card and the kernels around them in ways the kernels'
- * own timings do not show (run10-ab, H100: the fused prologues make the 4B shape's batch-1 step
- * 4.95 ms instead of 3.79 and the 8B's 5.84 instead of 5.90, while each fused GEMV timed alone
- * is faster than its unfused pair), so the step itself is timed, as the graph that will replay it
- * (eager timings of small shapes measure the host's launch rate, not the GPU). A whole decode
- * step's log can run again and again with the same result (test_forward checks this of the
- * model's op sequence): the embedding rewrites the residual stream, every scratch buffer is
- * written before it is read, and the KV store writes the same values to the same slots. So the
- * first eager step of a graph size <= GEMV_MAX_ROWS (the start-up warm-up, before its capture)
- * walks the axes one at a time: the flags so far against the same with one axis flipped, each
- * captured and its replays timed, the flip kept only if 0.5% faster. Not under tensor
- * parallelism (every rank would have to time in lock step) and never during a capture. The
- * in-kernel split merge is no axis: start-up steps read a one-token context, and there it chose
- * the merge that costs 0.1 ms per 8B step at 512 tokens (run10-ab). */
+/* Why: whether folding small ops into GEMV v4 pays off depends on the shape, the card and the
+ * kernels around it in ways the kernels' own timings do not show (run10-ab, H100: the fused
+ * prologues make the 4B shape's batch-1 step 4.95 ms instead of 3.79 and the 8B's 5.84 instead
+ * of 5.90, while each fused GEMV timed alone is faster than its unfused pair), so the step itself
+ * is timed, as the graph that will replay it (eager timings of small shapes measure the host's
+ * launch rate, not the GPU). A whole decode step's log can run again and again with the same
+ * result (test_forward checks this of the model's op sequence): the embedding rewrites the
+ * residual stream, every scratch buffer is written before it is read, and the KV store writes
+ * the same values to the same slots. So the first eager step of a graph size <= GEMV_MAX_ROWS
+ * (the start-up warm-up, before its capture) captures the step with the configured flags and
+ * with the fusions flipped, times replays of each and keeps the flip only if 0.5% faster. Not
+ * under tensor parallelism (every rank would have to time in lock step) and never during a
+ * capture. Two axes were tried and dropped (run10-ab, run11): decode v3's in-kernel split merge
+ * (start-up steps read a one-token context, where it looked faster, and it was slower at 512
+ * tokens) and an L2 prefetch of the o-projection's weights issued by the decode attention (one
+ * block: +4.8 ms per 8B step, one SM's bulk-copy unit pulls ~250 GB/s; every block its slice:
+ * still +2%). */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
     if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
+    if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4)) return; /* v4 may not run: nothing to flip */
     for (int i = 0; i < c->nlog; i++)
         if (c->log[i].kind == OP_ALLREDUCE) return;
     g->tuned = 1;
     c->step_tunes++;
-    const int pf_cand = c->l2_prefetch_mb > 0 ? c->l2_prefetch_mb : c->l2_prefetch_mb < 0 ? 32 : 0;
-    const int log = getenv("PAGELLM_CUDA_GEMM_LOG") != NULL;
-    StepFlags best = cuda_config_flags(c);
-    float t_best = -1.f;
-    if (log) fprintf(stderr, "step T=%d:", c->T);
-    for (int axis = 0; axis < 2; axis++) {
-        StepFlags cand = best;
-        if (axis == 0) { /* GEMV v4 prologue fusions: only where v4 may run */
-            if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4)) continue;
-            cand.pro = !best.pro;
-        } else { /* L2 prefetch: sm_90 */
-            if (pf_cand <= 0 || !c->l2_bytes) continue;
-            cand.pf_mb = best.pf_mb ? 0 : pf_cand;
-        }
-        if (t_best < 0) t_best = tune_time_us(c, best);
-        const float t = tune_time_us(c, cand);
-        if (log)
-            fprintf(stderr, " [pro %d pf %d] %.1f us vs [pro %d pf %d] %.1f us;", best.pro, best.pf_mb, t_best,
-                    cand.pro, cand.pf_mb, t);
-        if (t < 0.995f * t_best) { best = cand; t_best = t; }
-    }
+    StepFlags best = cuda_config_flags(c), cand = best;
+    cand.pro = !best.pro;
+    const float t_best = tune_time_us(c, best), t = tune_time_us(c, cand);
+    if (t < 0.995f * t_best) best = cand;
     g->flags = best;
-    if (log) fprintf(stderr, " -> fuse_pro %d prefetch %d MB\n", g->flags.pro, g->flags.pf_mb);
+    if (getenv("PAGELLM_CUDA_GEMM_LOG"))
+        fprintf(stderr, "step T=%d: fuse_pro %d %.1f us, fuse_pro %d %.1f us -> fuse_pro %d\n", c->T,
+                1 - cand.pro, t_best, cand.pro, t, g->flags.pro);
 }
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
