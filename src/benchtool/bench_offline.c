@@ -101,6 +101,8 @@ int bench_throughput_run(Engine *e, const OfflineOptions *o, ThroughputResult *r
     r->batch_s = s1.batch_s - s0.batch_s;
     r->forward_s = s1.forward_s - s0.forward_s;
     r->postprocess_s = s1.postprocess_s - s0.postprocess_s;
+    r->prefill_steps = (long long)(s1.prefill_steps - s0.prefill_steps);
+    r->forward_prefill_s = s1.forward_prefill_s - s0.forward_prefill_s;
     r->num_requests = o->num_prompts;
     r->prompt_tokens = (long long)o->num_prompts * o->input_len;
     r->output_tokens = out;

@@ -34,6 +34,8 @@ typedef struct ThroughputResult {
     double requests_per_s, tokens_per_s, output_tokens_per_s;
     long long steps;                /* engine steps during the run */
     double schedule_s, batch_s, forward_s, postprocess_s; /* engine step phases (EngineStats) */
+    long long prefill_steps;        /* of steps: those with prompt tokens */
+    double forward_prefill_s;       /* of forward_s: in those steps */
 } ThroughputResult;
 
 typedef struct LatencyResult {

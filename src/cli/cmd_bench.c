@@ -236,6 +236,10 @@ static int bench_offline_main(int argc, char **argv, int latency) {
                    r.requests_per_s, r.tokens_per_s, r.output_tokens_per_s);
             printf("Engine steps: %lld; schedule %.3f s, batch %.3f s, forward+sample %.3f s, "
                    "postprocess %.3f s\n", r.steps, r.schedule_s, r.batch_s, r.forward_s, r.postprocess_s);
+            printf("Forward+sample by step: %.3f s in %lld steps with prompt tokens, %.3f s in %lld "
+                   "decode-only steps (%.2f ms each)\n", r.forward_prefill_s, r.prefill_steps,
+                   r.forward_s - r.forward_prefill_s, r.steps - r.prefill_steps,
+                   r.steps > r.prefill_steps ? 1e3 * (r.forward_s - r.forward_prefill_s) / (double)(r.steps - r.prefill_steps) : 0.0);
             printf("Total num prompt tokens:  %lld\nTotal num output tokens:  %lld\nElapsed: %.2f s\n",
                    r.prompt_tokens, r.output_tokens, r.elapsed_s);
             json_object_set_new(j, "elapsed_time", json_real(r.elapsed_s));
@@ -251,6 +255,8 @@ static int bench_offline_main(int argc, char **argv, int latency) {
             json_object_set_new(ph, "batch_s", json_real(r.batch_s));
             json_object_set_new(ph, "forward_s", json_real(r.forward_s));
             json_object_set_new(ph, "postprocess_s", json_real(r.postprocess_s));
+            json_object_set_new(ph, "prefill_steps", json_integer(r.prefill_steps));
+            json_object_set_new(ph, "forward_prefill_s", json_real(r.forward_prefill_s));
             json_object_set_new(j, "engine_phases", ph);
         }
     } else {

@@ -75,6 +75,8 @@ struct Engine {
     int failed;
     EngineStepTimes last_times;
     double phase_s[4];             /* cumulative schedule, batch, forward, postprocess seconds */
+    double forward_prefill_s;      /* of phase_s[2]: steps with prompt tokens (prefill_steps) */
+    uint64_t prefill_steps;
 };
 
 /* ------------------------------------------------------------------ live-id map (under mu) */
@@ -781,6 +783,8 @@ static void update_stats(Engine *e) {
     st.batch_s = e->phase_s[1];
     st.forward_s = e->phase_s[2];
     st.postprocess_s = e->phase_s[3];
+    st.forward_prefill_s = e->forward_prefill_s;
+    st.prefill_steps = e->prefill_steps;
     pthread_mutex_lock(&e->stats_mu);
     e->stats = st;
     pthread_mutex_unlock(&e->stats_mu);
@@ -862,6 +866,11 @@ int engine_step(Engine *e) {
         e->phase_s[1] += t2 - t1;
         e->phase_s[2] += t3 - t2;
         e->phase_s[3] += t4 - t3;
+        /* a decode schedules one token per sequence; more tokens than sequences = prompt tokens */
+        if (e->sched.num_scheduled_tokens > e->sched.num_scheduled) {
+            e->forward_prefill_s += t3 - t2;
+            e->prefill_steps++;
+        }
     }
     publish_outputs(e);
     update_stats(e);

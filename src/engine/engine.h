@@ -115,6 +115,10 @@ typedef struct EngineStats {
      * postprocessing (tokens to sequences, stops, outputs). Everything but forward_s is host
      * work the device waits through. */
     double schedule_s, batch_s, forward_s, postprocess_s;
+    /* Of forward_s and steps: the steps that carried prompt tokens (a prefill chunk beside any
+     * decodes), so that a throughput run's forward time splits into prefill and decode-only. */
+    double forward_prefill_s;
+    uint64_t prefill_steps;
 } EngineStats;
 
 typedef struct Engine Engine;

@@ -503,7 +503,8 @@ TEST(forward_failure_fails_requests_cleanly) {
 }
 
 /* EngineStats' step phases: the forward phase holds the runner's time (a forward that sleeps
- * 3 ms per call), steps are counted, and no phase is negative. */
+ * 3 ms per call), steps are counted, no phase is negative, and the prompt's step is counted as
+ * the one prefill step with its forward time. */
 static int slow_forward(void *ctx, const BatchMeta *b, float *logits, char *err) {
     struct timespec ts = {0, 3000000};
     nanosleep(&ts, NULL);
@@ -536,6 +537,10 @@ TEST(step_phases_account_for_the_forward) {
     engine_get_stats(e, &st);
     EXPECT_EQ_INT((int)st.steps, 5);
     EXPECT_MSG(st.forward_s >= 5 * 0.003, "forward phase %.4f s for 5 forwards of >= 3 ms", st.forward_s);
+    /* the 3-token prompt is one prefill step, the other 4 steps decode */
+    EXPECT_EQ_INT((int)st.prefill_steps, 1);
+    EXPECT_MSG(st.forward_prefill_s >= 0.003 && st.forward_prefill_s < st.forward_s - 4 * 0.003 + 1e-9,
+               "prefill forward %.4f s of %.4f s", st.forward_prefill_s, st.forward_s);
     EXPECT(st.schedule_s >= 0 && st.batch_s >= 0 && st.postprocess_s >= 0);
     engine_free(e);
 }
