@@ -525,10 +525,9 @@ void cuda_graph_flush(CudaCtx *c) {
 
 /* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
 
-/* The whole step under flags f captured into a graph (after one eager run of it: plans,
- * autotuning and scratch growth happen outside the capture). */
-static cudaGraphExec_t tune_capture(CudaCtx *c, StepFlags f) {
-    run_log(c, 1, f);
+/* The log, a whole decode step, run under flags f into a new graph (plans, autotuning and
+ * scratch growth must have happened in an eager run of it before). */
+static cudaGraphExec_t capture_step(CudaCtx *c, StepFlags f) {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     c->capturing = 1;
@@ -539,6 +538,12 @@ static cudaGraphExec_t tune_capture(CudaCtx *c, StepFlags f) {
     CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     CUDA_CHECK(cudaGraphDestroy(graph));
     return exec;
+}
+
+/* The whole step under flags f captured into a graph, after one eager run of it. */
+static cudaGraphExec_t tune_capture(CudaCtx *c, StepFlags f) {
+    run_log(c, 1, f);
+    return capture_step(c, f);
 }
 
 typedef struct TuneRun { CudaCtx *c; cudaGraphExec_t exec; } TuneRun;
@@ -605,14 +610,7 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_replays++;
     } else if (graph_matches(c, g)) {
         double t0 = time_now_s();
-        cudaGraph_t graph;
-        c->capturing = 1;
-        CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-        run_log(c, 1, graph_flags(c, g));
-        CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
-        c->capturing = 0;
-        CUDA_CHECK(cudaGraphInstantiate(&g->exec, graph, 0));
-        CUDA_CHECK(cudaGraphDestroy(graph));
+        g->exec = capture_step(c, graph_flags(c, g));
         c->graph_capture_s += time_now_s() - t0;
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
