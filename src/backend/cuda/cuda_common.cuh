@@ -249,7 +249,7 @@ typedef struct CudaCtx {
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
     /* PAGELLM_CUDA_STEP_TUNE (default 1; 0 off): at the first eager decode step of each graph
-     * size <= GEMV_MAX_ROWS the step is captured and its replays timed with the prologue
+     * size <= GEMV_PRO_MAX_ROWS the step is captured and its replays timed with the prologue
      * fusions on and off, and that size keeps the faster
      * (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;

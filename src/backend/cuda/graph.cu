@@ -569,7 +569,7 @@ static float tune_time_us(CudaCtx *c, StepFlags f) {
  * launch rate, not the GPU). A whole decode step's log can run again and again with the same
  * result (test_forward checks this of the model's op sequence): the embedding rewrites the
  * residual stream, every scratch buffer is written before it is read, and the KV store writes
- * the same values to the same slots. So the first eager step of a graph size <= GEMV_MAX_ROWS
+ * the same values to the same slots. So the first eager step of a graph size <= GEMV_PRO_MAX_ROWS
  * (the start-up warm-up, before its capture) captures the step with the configured flags and
  * with the fusions flipped, times replays of each and keeps the flip only if 0.5% faster. Not
  * under tensor parallelism (every rank would have to time in lock step) and never during a
@@ -580,7 +580,8 @@ static float tune_time_us(CudaCtx *c, StepFlags f) {
  * still +2%). */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
     if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
-    if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4)) return; /* v4 may not run: nothing to flip */
+    /* where v4 may not run, or above its staged rows, the fusions never apply: nothing to flip */
+    if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4) || c->T > GEMV_PRO_MAX_ROWS) return;
     for (int i = 0; i < c->nlog; i++)
         if (c->log[i].kind == OP_ALLREDUCE) return;
     g->tuned = 1;
