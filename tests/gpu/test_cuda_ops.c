@@ -981,7 +981,7 @@ int main(void) {
         setenv("PAGELLM_CUDA_DECODE_COMBINE", "1", 1);
         graph_decode_on(make_cuda("graphs", err), g, "cuda-graphs-merge1", err);
         unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
-        /* the step tuner (every graph size <= 8 times its captured step with the fused
+        /* the step tuner (every graph size <= 4 times its captured step with the fused
          * prologues on and off): whichever it keeps, the logits stay the eager backend's */
         graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);

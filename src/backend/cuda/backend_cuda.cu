@@ -485,7 +485,6 @@ extern "C" long backend_cuda_pair_launches(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->pair_launches : 0;
 }
 
-
 extern "C" long backend_cuda_step_tunes(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->step_tunes : 0;
 }
@@ -548,7 +547,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 1);
-    c->run = cuda_config_flags(c);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {

@@ -170,18 +170,11 @@ typedef struct OpRec {
 #define CUDA_GRAPH_MAX_BS 512   /* largest graph batch (vLLM's largest default capture size) */
 #define CUDA_GRAPH_MAX_SIZES 64 /* capture sizes kept (vLLM's default list has at most 51) */
 
-/* The run_log choices that a decode step of one graph size may make differently from the
- * configuration: fold small ops into GEMV v4 (PAGELLM_CUDA_FUSE_PRO; graph.cu's step tuner
- * picks it per size), and decode v3 merging its splits itself (PAGELLM_CUDA_DECODE_COMBINE;
- * from the configuration only). */
-typedef struct StepFlags {
-    int pro, combine;
-} StepFlags;
-
 typedef struct CudaGraph {
     int T, S, R, block_size, num_decode, decode_splits;
-    int tuned;             /* flags below timed for this size (PAGELLM_CUDA_STEP_TUNE) */
-    StepFlags flags;       /* the fastest measured, used by every later step of this size */
+    int tuned;             /* `pro` below timed for this size (PAGELLM_CUDA_STEP_TUNE) */
+    int pro;               /* fused prologues on (1) or off (0) in this size's steps: the faster
+                              measured, used by every later step of this size */
     unsigned gen;          /* CudaCtx.gen at capture: scratch buffers it baked in */
     int nops;
     OpRec *ops;
@@ -254,9 +247,8 @@ typedef struct CudaCtx {
      * (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
-    StepFlags run;         /* the flags launches read: the run_log in progress's, else
-                              cuda_config_flags (decode_combine_fused is the config, run.combine
-                              what decode attention does) */
+    int run_pro;           /* the fused prologues of the run_log in progress (its graph's pro,
+                              else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
     float *logits_f32;     /* [R, V] */
@@ -529,9 +521,6 @@ float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg);
  * batch-256 step on the H100, run10; removed.) */
 float cuda_lt_tune(const cublasLtMatmulHeuristicResult_t *res, int n, cublasLtMatmulAlgo_t *algo, int *choice,
                    float (*time_fn)(void *arg), void *arg);
-/* graph.cu: the StepFlags the configuration asks for (the step tuner may pick others per graph
- * size); what c->run holds outside run_log. */
-StepFlags cuda_config_flags(const CudaCtx *c);
 /* gemm_pair.cu: out0 = x @ w0^T and out1 = x @ w1^T ([rows, N] bf16 each, W [N, K]) as one
  * cuBLASLt matmul of batch 2 where that is allowed (c->gemm_pair, rows > GEMV_MAX_ROWS, both
  * plain matmuls cuBLASLt ones, weight and output offsets of one sign) and its plan says so;

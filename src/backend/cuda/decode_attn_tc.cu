@@ -442,7 +442,7 @@ static void launch_tc(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const 
     cuda_launch(c, decode_attn_tc_kernel<HD, KV>, grid, dim3(DTC_WARPS * 32), (size_t)C::SMEM, out,
                 c->attn_part, q, kc, vc, c->dev.decode_seqs, c->dev.query_start, c->dev.seq_lens,
                 c->dev.block_tables, c->dev.mbps, c->block_size, Hq, Hkv, scale_log2,
-                c->run.combine ? c->attn_cnt : (int *)NULL, c->decode_late_trigger);
+                c->decode_combine_fused ? c->attn_cnt : (int *)NULL, c->decode_late_trigger);
     CUDA_LAUNCH_CHECK(c);
 }
 

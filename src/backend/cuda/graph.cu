@@ -336,8 +336,12 @@ static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
 
 /* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
  * (the autotuner may pick it unless PAGELLM_CUDA_GEMV4=0; PAGELLM_CUDA_GEMV=4 forces it). */
+static int v4_allowed(const CudaCtx *c) {
+    return c->gemv4 || c->gemv_mode == 4;
+}
+
 static int pro_allowed(const CudaCtx *c) {
-    return c->run.pro && (c->gemv4 || c->gemv_mode == 4);
+    return c->run_pro && v4_allowed(c);
 }
 
 /* Whether the n matmuls of a group at log[j] (n = 1: cuda_gemm's plan; n >= 2: the fuse plan,
@@ -490,8 +494,8 @@ static int try_fuse_pro(CudaCtx *c, int i, int whole_step) {
  * whole_step: the log is a complete decode step (see buf_dead_after). The rewrites depend only
  * on the log and on plans made by the eager step before a capture, so a captured graph runs the
  * launches its eager step ran. */
-static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
-    c->run = flags;
+static void run_log(CudaCtx *c, int whole_step, int pro) {
+    c->run_pro = pro;
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
@@ -501,49 +505,36 @@ static void run_log(CudaCtx *c, int whole_step, StepFlags flags) {
         cuda_oprec_run(c, &c->log[i]);
         i++;
     }
-    c->run = cuda_config_flags(c); /* eager ops outside logs launch as configured */
 }
 
-StepFlags cuda_config_flags(const CudaCtx *c) {
-    StepFlags f;
-    f.pro = c->fuse_pro;
-    f.combine = c->decode_combine_fused;
-    return f;
-}
-
-/* The flags for the steps of graph g: the tuned ones once measured, else the configuration's. */
-static StepFlags graph_flags(const CudaCtx *c, const CudaGraph *g) {
-    return g->tuned ? g->flags : cuda_config_flags(c);
+/* The fused prologues for the steps of graph g: the tuned choice once measured, else the
+ * configuration's. */
+static int graph_pro(const CudaCtx *c, const CudaGraph *g) {
+    return g->tuned ? g->pro : c->fuse_pro;
 }
 
 void cuda_graph_flush(CudaCtx *c) {
     if (!c->recording) return;
     c->recording = 0;
-    run_log(c, 0, cuda_config_flags(c));
+    run_log(c, 0, c->fuse_pro);
     c->nlog = 0;
 }
 
 /* ---------------- step tuner (PAGELLM_CUDA_STEP_TUNE) ---------------- */
 
-/* The log, a whole decode step, run under flags f into a new graph (plans, autotuning and
- * scratch growth must have happened in an eager run of it before). */
-static cudaGraphExec_t capture_step(CudaCtx *c, StepFlags f) {
+/* The log, a whole decode step, run with fused prologues `pro` into a new graph (plans,
+ * autotuning and scratch growth must have happened in an eager run of it before). */
+static cudaGraphExec_t capture_step(CudaCtx *c, int pro) {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     c->capturing = 1;
     CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-    run_log(c, 1, f);
+    run_log(c, 1, pro);
     CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
     c->capturing = 0;
     CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     CUDA_CHECK(cudaGraphDestroy(graph));
     return exec;
-}
-
-/* The whole step under flags f captured into a graph, after one eager run of it. */
-static cudaGraphExec_t tune_capture(CudaCtx *c, StepFlags f) {
-    run_log(c, 1, f);
-    return capture_step(c, f);
 }
 
 typedef struct TuneRun { CudaCtx *c; cudaGraphExec_t exec; } TuneRun;
@@ -552,10 +543,12 @@ static void tune_replay(void *arg) {
     CUDA_CHECK(cudaGraphLaunch(t->exec, t->c->stream));
 }
 
-/* Median time of graph replays of the step under flags f (cuda_time_median_us: a warm replay,
- * then the median of 5). */
-static float tune_time_us(CudaCtx *c, StepFlags f) {
-    TuneRun t = {c, tune_capture(c, f)};
+/* Median time of graph replays of the step with fused prologues `pro` (cuda_time_median_us: a
+ * warm replay, then the median of 5). eager: run the step eagerly first (a variant the step has
+ * not run yet: its plans are made outside the capture). */
+static float tune_time_us(CudaCtx *c, int pro, int eager) {
+    if (eager) run_log(c, 1, pro);
+    TuneRun t = {c, capture_step(c, pro)};
     const float us = cuda_time_median_us(c, tune_replay, &t);
     CUDA_CHECK(cudaGraphExecDestroy(t.exec));
     return us;
@@ -570,8 +563,8 @@ static float tune_time_us(CudaCtx *c, StepFlags f) {
  * result (test_forward checks this of the model's op sequence): the embedding rewrites the
  * residual stream, every scratch buffer is written before it is read, and the KV store writes
  * the same values to the same slots. So the first eager step of a graph size <= GEMV_PRO_MAX_ROWS
- * (the start-up warm-up, before its capture) captures the step with the configured flags and
- * with the fusions flipped, times replays of each and keeps the flip only if 0.5% faster. Not
+ * (the start-up warm-up, before its capture) captures the step with the fusions on (as
+ * configured) and off, times replays of each and turns them off only if 0.5% faster. Not
  * under tensor parallelism (every rank would have to time in lock step) and never during a
  * capture. Two axes were tried and dropped (run10-ab, run11): decode v3's in-kernel split merge
  * (start-up steps read a one-token context, where it looked faster, and it was slower at 512
@@ -579,21 +572,20 @@ static float tune_time_us(CudaCtx *c, StepFlags f) {
  * block: +4.8 ms per 8B step, one SM's bulk-copy unit pulls ~250 GB/s; every block its slice:
  * still +2%). */
 static void step_tune(CudaCtx *c, CudaGraph *g) {
-    if (!c->step_tune || g->tuned || c->capturing || c->T > GEMV_MAX_ROWS || c->num_prefill) return;
     /* where v4 may not run, or above its staged rows, the fusions never apply: nothing to flip */
-    if (!c->fuse_pro || !(c->gemv4 || c->gemv_mode == 4) || c->T > GEMV_PRO_MAX_ROWS) return;
+    if (!c->step_tune || !c->fuse_pro || !v4_allowed(c) || g->tuned || c->capturing ||
+        c->T > GEMV_PRO_MAX_ROWS || c->num_prefill)
+        return;
     for (int i = 0; i < c->nlog; i++)
         if (c->log[i].kind == OP_ALLREDUCE) return;
     g->tuned = 1;
     c->step_tunes++;
-    StepFlags best = cuda_config_flags(c), cand = best;
-    cand.pro = !best.pro;
-    const float t_best = tune_time_us(c, best), t = tune_time_us(c, cand);
-    if (t < 0.995f * t_best) best = cand;
-    g->flags = best;
+    /* the configured fusions (on) have just run eagerly in the caller; off has not */
+    const float t_on = tune_time_us(c, 1, 0), t_off = tune_time_us(c, 0, 1);
+    g->pro = t_off < 0.995f * t_on ? 0 : 1;
     if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-        fprintf(stderr, "step T=%d: fuse_pro %d %.1f us, fuse_pro %d %.1f us -> fuse_pro %d\n", c->T,
-                1 - cand.pro, t_best, cand.pro, t, g->flags.pro);
+        fprintf(stderr, "step T=%d: fuse_pro 1 %.1f us, fuse_pro 0 %.1f us -> fuse_pro %d\n", c->T, t_on,
+                t_off, g->pro);
 }
 
 static int graph_matches(const CudaCtx *c, const CudaGraph *g) {
@@ -611,12 +603,12 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_replays++;
     } else if (graph_matches(c, g)) {
         double t0 = time_now_s();
-        g->exec = capture_step(c, graph_flags(c, g));
+        g->exec = capture_step(c, graph_pro(c, g));
         c->graph_capture_s += time_now_s() - t0;
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
     } else {
-        run_log(c, 1, graph_flags(c, g)); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        run_log(c, 1, graph_pro(c, g)); /* eager: may create plans, autotune, grow scratch (bumping gen) */
         step_tune(c, g);
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;

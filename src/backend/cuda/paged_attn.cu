@@ -409,7 +409,7 @@ static void launch_decode(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, co
     int G = Hq / Hkv;
     if (c->decode_attn != 1 && cuda_decode_attn_tc_supported(Hq, Hkv, HD)) {
         cuda_decode_attn_tc(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
-        if (c->run.combine) return; /* the kernel merged its splits */
+        if (c->decode_combine_fused) return; /* the kernel merged its splits */
     } else if (G <= 1) launch_decode_g<HD, 1, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 2) launch_decode_g<HD, 2, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
     else if (G <= 4) launch_decode_g<HD, 4, KV>(c, out, q, kc, vc, Hq, Hkv, sl2);
