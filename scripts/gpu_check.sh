@@ -7,8 +7,7 @@
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
-# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes (DEV_TOOLS,
-# default "gemv": which dev tools run).
+# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -296,8 +295,7 @@ if [ -n "$AB_ENVS" ]; then
   done >> "$OUT/bench.log"
   set --
 fi
-DEV_TOOLS=" ${DEV_TOOLS:-gemv} "
-if [ $DEV -eq 1 ] && [[ $DEV_TOOLS == *" gemv "* ]]; then
+if [ $DEV -eq 1 ]; then
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
