@@ -195,6 +195,7 @@ if [ $ENGINE -eq 1 ] && [ ${FULL_RC:-1} -eq 0 ]; then
       --input-len 512 --output-len 512 --max-num-seqs 256 --max-num-batched-tokens 8192 --no-progress \
       --output-json /tmp/thr-$label.json "$@" > /tmp/thr-$label.log 2>&1
     echo "engine $label 256 x (512 in, 512 out), bench throughput rc=$?:"
+    cp /tmp/thr-$label.log "$OUT/thr-$label.log"
     grep -E "^Throughput|^Engine steps|^Forward\+sample by step" /tmp/thr-$label.log
     grep -iE "memory:|KV cache:|graphs:|ready" /tmp/thr-$label.log | head -5
   }

@@ -196,6 +196,9 @@ long backend_cuda_fused_launches(const Backend *b);
 long backend_cuda_pair_launches(const Backend *b);
 /* Graph sizes whose step flags the step tuner timed (PAGELLM_CUDA_STEP_TUNE); for tests. */
 long backend_cuda_step_tunes(const Backend *b);
+/* GEMM plans whose cuBLASLt candidates / small-batch paths were timed (returned), and those that
+ * took a timed plan's choices for a nearby row count instead (*lent); for tests. */
+long backend_cuda_gemm_plans(const Backend *b, long *lent);
 #endif
 /* By name ("cpu" | "cuda"): a build without CUDA refuses "cuda" with a clear error. */
 Backend *backend_new(const char *device, const BackendOptions *opt, char *err);

@@ -8,6 +8,8 @@
  * Usage: bench_cuda_qwen3 [8b|4b|0.6b] [--decode N] [--bs-list 1,8,...] [--ctx N] [--no-graphs]
  *                         [--op-profile]  (per-op times of one batched step, synchronized)
  *                         [--kv-fp8]      (fp8 e4m3 KV cache, as --kv-cache-dtype fp8)
+ *                         [--prefill N] [--prefill-seqs S]  (the timed prefill: N tokens, default
+ *                                         2048, as S prompts of N / S tokens in one step)
  * Needs a GPU; not run by CTest. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -276,7 +278,7 @@ int main(int argc, char **argv) {
     double t_start = time_now_s();
     const Shape *s = &SHAPES[0];
     int decode_steps = 256, prompt = 128, prefill = 2048, ctx = 512, enforce_eager = 0, op_profile = 0;
-    int kv_fp8 = 0;
+    int kv_fp8 = 0, prefill_seqs = 1;
     int bs_list[16] = {1, 8, 32, 64, 128, 256}, nbs = 6;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "8b")) s = &SHAPES[0];
@@ -287,6 +289,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-graphs")) enforce_eager = 1;
         else if (!strcmp(argv[i], "--op-profile")) op_profile = 1;
         else if (!strcmp(argv[i], "--kv-fp8")) kv_fp8 = 1;
+        else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prefill-seqs") && i + 1 < argc) prefill_seqs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bs-list") && i + 1 < argc) {
             nbs = 0;
             for (char *p = strtok(argv[++i], ","); p && nbs < 16; p = strtok(NULL, ",")) bs_list[nbs++] = atoi(p);
@@ -299,7 +303,11 @@ int main(int argc, char **argv) {
     Backend *b = backend_new("cuda", &o, err);
     if (!b) { fprintf(stderr, "%s\n", err); return 2; }
 
-    int max_bs = 1;
+    if (prefill < 1 || prefill_seqs < 1 || prefill % prefill_seqs) {
+        fprintf(stderr, "--prefill %d must be a positive multiple of --prefill-seqs %d\n", prefill, prefill_seqs);
+        return 2;
+    }
+    int max_bs = prefill_seqs;
     for (int i = 0; i < nbs; i++) if (bs_list[i] > max_bs) max_bs = bs_list[i];
     int block_size = 16;
     int max_ctx = ctx + 32 > prompt + decode_steps ? ctx + 32 : prompt + decode_steps;
@@ -307,6 +315,7 @@ int main(int argc, char **argv) {
     int bps = (max_ctx + block_size - 1) / block_size;
     int bps2 = (ctx + 16 + block_size - 1) / block_size; /* batched phase: ctx + 12 tokens */
     int num_blocks = bps > bps2 * max_bs ? bps : bps2 * max_bs;
+    if (num_blocks < prefill_seqs * bps) num_blocks = prefill_seqs * bps; /* prefill's tables */
     int max_T = prefill > max_bs ? prefill : max_bs;
 
     double t0 = time_now_s();
@@ -360,12 +369,13 @@ int main(int argc, char **argv) {
     double bs1_tok_s = decode_steps / t_dec;
     double bs1_step_ms = median(step_t, decode_steps) * 1e3;
 
-    /* prefill: 2048 new tokens, logits of the last one (TTFT) */
+    /* prefill: 2048 new tokens, logits of the last one (TTFT); with --prefill-seqs S, S prompts
+     * of prefill / S tokens in one step (the engine's prefill steps under a token budget) */
     double pf[5];
     for (int r = 0; r < 5; r++) {
-        cx[0] = 0; ch[0] = prefill;
+        for (int i = 0; i < prefill_seqs; i++) { cx[i] = 0; ch[i] = prefill / prefill_seqs; }
         double ts = time_now_s();
-        step_build(&st, 1, cx, ch, bps, block_size, NULL);
+        step_build(&st, prefill_seqs, cx, ch, bps, block_size, NULL);
         b->ops->set_batch(b, &st.m);
         net_forward(&n, &st.m, logits);
         pf[r] = time_now_s() - ts;
@@ -385,7 +395,12 @@ int main(int argc, char **argv) {
             bw, floor_tok_s, tflops, prefill, prefill_floor_ms);
     fprintf(stderr, "bs1 decode: %.1f tok/s (%.1f%% of floor), median step %.3f ms\n", bs1_tok_s,
             100 * bs1_tok_s / floor_tok_s, bs1_step_ms);
-    fprintf(stderr, "prefill %d: TTFT %.1f ms (%.2fx the floor)\n", prefill, ttft_ms, ttft_ms / prefill_floor_ms);
+    if (prefill_seqs > 1)
+        fprintf(stderr, "prefill %d in %d sequences: %.1f ms (%.2fx the floor, %.0f TFLOP/s of 2 x params)\n",
+                prefill, prefill_seqs, ttft_ms, ttft_ms / prefill_floor_ms,
+                2.0 * params * prefill / (ttft_ms * 1e-3) / 1e12);
+    else
+        fprintf(stderr, "prefill %d: TTFT %.1f ms (%.2fx the floor)\n", prefill, ttft_ms, ttft_ms / prefill_floor_ms);
 
     printf("{\"shape\":\"%s\",\"weights_GB\":%.3f,\"copy_TBps\":%.3f,\"bf16_TFLOPs\":%.1f,"
            "\"bs1_floor_tok_s\":%.1f,\"bs1_decode_tok_s\":%.1f,\"bs1_step_ms\":%.3f,"

@@ -741,14 +741,41 @@ static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *no
     free(la); free(ln); free(le);
 }
 
+/* gemm.cu's plan lending: a new row count above GEMV_MAX_ROWS that is not a graph size takes
+ * the choices of a timed plan of the same shape with at most twice its rows instead of timing
+ * 8 candidates during a live step. On the automatic "cuda" backend: rows 40 is timed, 37 lent
+ * (40 <= 2 x 37), 19 timed (40 > 2 x 19); each result within the bf16 bound (test_matmul). */
+static void test_gemm_lend(void) {
+    Backend *cu = NULL;
+    for (int k = 0; k < NBK; k++)
+        if (!strcmp(BK[k].name, "cuda")) cu = BK[k].b;
+    if (!cu) return;
+    long l0, t0 = backend_cuda_gemm_plans(cu, &l0);
+    test_matmul(40, 1024, 512, 0);
+    long l1, t1 = backend_cuda_gemm_plans(cu, &l1);
+    test_matmul(37, 1024, 512, 0);
+    long l2, t2 = backend_cuda_gemm_plans(cu, &l2);
+    test_matmul(19, 1024, 512, 0);
+    long l3, t3 = backend_cuda_gemm_plans(cu, &l3);
+    checks++;
+    if (t1 - t0 != 1 || l1 != l0 || t2 != t1 || l2 - l1 != 1 || t3 - t2 != 1 || l3 != l2) {
+        printf("FAIL gemm_lend: rows 40 / 37 / 19 timed %ld %ld %ld, lent %ld %ld %ld (want 1 0 1, 0 1 0)\n",
+               t1 - t0, t2 - t1, t3 - t2, l1 - l0, l2 - l1, l3 - l2);
+        gpu_failures++;
+    } else
+        printf("gemm_lend      rows 40 timed, 37 lent, 19 timed ok\n");
+}
+
 /* GEMV v4's fused variants in decode graphs (PAGELLM_CUDA_FUSE_PRO, graph.cu's peephole
- * rewrites) on a model-shaped forward: D 1024, F 3072, 8 / 2 heads of 128, so that every matmul's
- * K is a multiple of 512 and GEMV v4 runs (forced: "graphs4"). S sequences, a prefill then 6
+ * rewrites) on a model-shaped forward: hidden D, intermediate F, 8 / 2 heads of 128, with GEMV v4
+ * forced ("graphs4"). D 1024 / F 3072 give v4 blocks whose double steps tile K exactly (64 and
+ * 192 threads); D 2560 / F 9728 (Qwen3-4B's) give 160-thread blocks, exact at K 2560 and with a
+ * part-empty last step at K 9728 (the down projection's silu prologue). S sequences, a prefill then 6
  * decode steps through graphs. The fused backend's logits must equal, bit for bit, those of the
  * same graphs with the fusion off (the variants round exactly as the ops they replace), be within
  * the bf16 bound of the CPU backend, and fused launches must have been issued. */
-static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S) {
-    enum { MB = 4, STEPS = 6, V = 2000, D = 1024, F = 3072, HQ = 8, HKV = 2, HD = 128 };
+static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S, int D, int F) {
+    enum { MB = 4, STEPS = 6, V = 2000, HQ = 8, HKV = 2, HD = 128 };
     int ctx[3] = {0, 0, 0}, ch[3] = {5, 7, 12};
     int32_t bt[3 * MB], tok[64], pos[64], slot[64], qs[4], sl[3], lr[3];
     for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
@@ -777,7 +804,7 @@ static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S
     }
     long fused_n = backend_cuda_fused_launches(fused) - before;
     char shape[64];
-    snprintf(shape, sizeof shape, "%d seqs, 6 decode steps, D1024 F3072", S);
+    snprintf(shape, sizeof shape, "%d seqs, 6 decode steps, D%d F%d", S, D, F);
     NamedBackend nb = {"cuda-fused", fused};
     report("graph_fused", shape, &nb, worst_plain, 0); /* bit-identical to the unfused graphs */
     if (cpu) report("graph_fused", shape, &(NamedBackend){"fused-v-cpu", fused}, worst_cpu, 1e-2);
@@ -956,8 +983,12 @@ int main(void) {
     test_embed_gather(33, 5000, 256);
     int mm[][3] = {{1, 4096, 4096}, {1, 1024, 4096}, {1, 4096, 12288}, {2, 12288, 4096},
                    {3, 1000, 256}, {4, 50, 64}, {7, 2048, 1024}, {8, 768, 512},
-                   {16, 512, 512}, {100, 768, 1024}, {300, 256, 2048}};
+                   {16, 512, 512}, {100, 768, 1024}, {300, 256, 2048},
+                   /* GEMV v4 blocks of 160 threads (K 2560 exact, K 9728 with a part-empty
+                    * last step) and 192 (K 3072) */
+                   {1, 4096, 2560}, {3, 2560, 9728}, {4, 1000, 3072}};
     for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) test_matmul(mm[i][0], mm[i][1], mm[i][2], 0);
+    if (have_gpu) test_gemm_lend();
     test_matmul(1, 30000, 1024, 1);
     test_matmul(5, 20000, 512, 1);
     test_matmul(64, 10000, 256, 1);
@@ -998,8 +1029,9 @@ int main(void) {
         Backend *gp = make_cuda("graphs4", err);
         unsetenv("PAGELLM_CUDA_FUSE_PRO");
         if (gg && gp) {
-            test_graph_fused(gg, gp, c, 1);
-            test_graph_fused(gg, gp, c, 3);
+            test_graph_fused(gg, gp, c, 1, 1024, 3072);
+            test_graph_fused(gg, gp, c, 3, 1024, 3072);
+            test_graph_fused(gg, gp, c, 2, 2560, 9728);
         } else {
             printf("cuda graphs backends (gemv4, fused prologues on / off): %s\n", err);
             gpu_failures++;

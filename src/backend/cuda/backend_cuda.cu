@@ -489,6 +489,12 @@ extern "C" long backend_cuda_step_tunes(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->step_tunes : 0;
 }
 
+extern "C" long backend_cuda_gemm_plans(const Backend *b, long *lent) {
+    const CudaCtx *c = b && b->ctx ? (const CudaCtx *)b->ctx : NULL;
+    if (lent) *lent = c ? c->lt_lent : 0;
+    return c ? c->lt_timed : 0;
+}
+
 static int env_int(const char *name, int dflt) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : dflt;
@@ -535,6 +541,8 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->gemm_pair = env_int("PAGELLM_CUDA_GEMM_PAIR", 1);
     c->gemv4 = env_int("PAGELLM_CUDA_GEMV4", 1);
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
+    c->lt_tune_rows = env_int("PAGELLM_CUDA_LT_TUNE_ROWS", 512);
+    c->lt_lend = env_int("PAGELLM_CUDA_LT_LEND", 1);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);

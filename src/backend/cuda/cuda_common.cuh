@@ -126,6 +126,7 @@ typedef struct GemmPlan {
     int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
+    int measured;          /* 1: its algorithm and path were timed here (it may lend them, gemm.cu) */
 } GemmPlan;
 
 #define CUDA_MAX_PLANS 512
@@ -206,6 +207,10 @@ typedef struct CudaCtx {
     long pair_launches;    /* batched pairs run_log issued (tests check > 0) */
     int gemv4;             /* PAGELLM_CUDA_GEMV4 (default 1): GEMV v4 joins the autotuner's candidates */
     int lt_tune;           /* PAGELLM_CUDA_LT_TUNE (default 1): time cuBLASLt candidates per shape */
+    int lt_tune_rows;      /* PAGELLM_CUDA_LT_TUNE_ROWS (default 512): the most rows a tuned shape has */
+    int lt_lend;           /* PAGELLM_CUDA_LT_LEND (default 1): a new row count takes a measured plan's
+                            * choices for at most twice its rows instead of timing (gemm.cu) */
+    long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
                               2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */

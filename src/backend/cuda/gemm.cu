@@ -218,8 +218,6 @@ void cuda_gemv(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
 
 /* ---------------- cuBLASLt plans ---------------- */
 
-#define LT_TUNE_MAX_ROWS 512 /* shapes with more rows keep the heuristic's first choice */
-
 int cuda_ptr_align(const void *const *p, int n) {
     uintptr_t u = 0;
     for (int i = 0; i < n; i++) u |= (uintptr_t)p[i];
@@ -323,6 +321,35 @@ static float plan_time_lt(void *arg) {
     return time_us(t->c, t->p, 0, t->out, t->x, t->w);
 }
 
+/* A measured plan whose choices a new plan can take instead of timing its own: only for row
+ * counts above GEMV_MAX_ROWS that are not graph capture sizes (those are timed exactly, once, at
+ * start-up), i.e. the ever-new counts of eager steps: the logits rows of a prefill step (one per
+ * sequence that samples), small prompts. Timing 8 candidates there stalls a live step by up to
+ * ~25 ms (the 8B lm_head at 128 rows: 48 runs of ~0.4 ms), once per new count. The lender: same
+ * N, K, output type and alignment, measured, the fewest rows >= rows and at most 2 x rows (its
+ * algorithm was chosen for a tile grid at most twice as tall); cuBLASLt must accept its
+ * algorithm for the new layout. NULL: none. */
+static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p) {
+    if (!c->lt_lend || p->rows <= GEMV_MAX_ROWS) return NULL;
+    for (int i = 0; i < c->num_graph_sizes; i++)
+        if (c->graph_sizes[i] == p->rows) return NULL;
+    const GemmPlan *best = NULL;
+    for (int i = 0; i < c->num_plans; i++) {
+        const GemmPlan *q = &c->plans[i];
+        if (q == p || !q->measured || q->N != p->N || q->K != p->K || q->out_f32 != p->out_f32 ||
+            q->algo_align != p->algo_align || q->rows < p->rows || q->rows > 2 * p->rows)
+            continue;
+        if (!best || q->rows < best->rows) best = q;
+    }
+    if (!best) return NULL;
+    cublasLtMatmulHeuristicResult_t chk;
+    memset(&chk, 0, sizeof chk);
+    if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &best->algo, &chk) !=
+            CUBLAS_STATUS_SUCCESS || chk.workspaceSize > c->lt_ws_bytes)
+        return NULL;
+    return best;
+}
+
 static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, const bf16 *w,
                           int rows, int N, int K) {
     const void *ptrs[3] = {x, w, out};
@@ -374,15 +401,43 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cap));
     /* The heuristic's first choice is often not the fastest for the skinny shapes of decode
-     * (rows <= LT_TUNE_MAX_ROWS: graph batch sizes and small chunks, each tuned once): time the
-     * candidates on the real operands and keep the fastest. Larger, ever-changing prefill row
-     * counts keep the heuristic's choice (tuning each new count would stall live steps). */
-    if (nres > 1 && c->lt_tune && rows <= LT_TUNE_MAX_ROWS && cap == cudaStreamCaptureStatusNone) {
-        PlanTiming pt = {c, p, out, x, w};
-        const float best = cuda_lt_tune(res, nres, &p->algo, &p->lt_choice, plan_time_lt, &pt);
+     * (rows <= lt_tune_rows, 512 by default: graph batch sizes and small chunks, each tuned once):
+     * time the candidates on the real operands and keep the fastest. Larger, ever-changing
+     * prefill row counts keep the heuristic's choice (tuning each new count would stall live
+     * steps). */
+    const GemmPlan *lend = nres > 1 && c->lt_tune && rows <= c->lt_tune_rows ? plan_lender(c, p) : NULL;
+    if (lend) {
+        p->algo = lend->algo;
+        p->lt_choice = lend->lt_choice;
+        p->use_gemv = 0; /* rows > GEMV_MAX_ROWS: cuBLASLt (see plan_lender) */
+        c->lt_lent++;
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest (%.1f us)\n",
-                    rows, N, K, p->lt_choice, nres, best);
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: the choices of rows=%d (candidate %d), not timed\n",
+                    rows, N, K, lend->rows, lend->lt_choice);
+        return p;
+    }
+    if (nres > 1 && c->lt_tune && rows <= c->lt_tune_rows && cap == cudaStreamCaptureStatusNone) {
+        PlanTiming pt = {c, p, out, x, w};
+        p->measured = 1;
+        c->lt_timed++;
+        const float best = cuda_lt_tune(res, nres, &p->algo, &p->lt_choice, plan_time_lt, &pt);
+        if (getenv("PAGELLM_CUDA_GEMM_LOG")) {
+            float first = 0.f;
+            if (p->lt_choice) { /* the heuristic's own choice, for comparison */
+                cublasLtMatmulAlgo_t keep = p->algo;
+                p->algo = res[0].algo;
+                first = plan_time_lt(&pt);
+                p->algo = keep;
+            }
+            uint32_t tile = 0, stages = 0;
+            size_t wr = 0;
+            cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &wr);
+            cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &wr);
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: cuBLASLt candidate %d of %d fastest (%.1f us, "
+                    "%.0f TFLOP/s; heuristic's first %.1f us; tile id %u, stages id %u)\n",
+                    rows, N, K, p->lt_choice, nres, best, 2e-6 * rows * (double)N * K / best,
+                    p->lt_choice ? first : best, tile, stages);
+        }
     }
     int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
     GemvSegs sg1 = one_seg(out, w, N);

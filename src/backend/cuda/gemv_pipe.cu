@@ -10,9 +10,14 @@
  * current one, the group reduction included; under PDL the first step's loads go out before
  * pdl_wait. Chosen per shape only where the autotuner measures it faster (path 4).
  *
- * Supported: K a multiple of 512 (each thread's steps tile K exactly: the block has
- * bd = K/16, K/32 .. threads, at most 256, with K8 % (2 bd) == 0); GEMV v1's segment contract
- * (every segment but the last a multiple of GEMV_NB rows).
+ * Supported: K a multiple of 8 with g4_threads(K) != 0 (below); GEMV v1's segment contract
+ * (every segment but the last a multiple of GEMV_NB rows). A group takes spg = ceil(K8 / 2 bd)
+ * steps; where 2 bd does not divide K8, the last step's chunks past K8 load zeros and add
+ * nothing. Block size: for K8 >= 256, the multiple of 32 in 128..256 that wastes the fewest
+ * chunks in that last step (ties: the larger), so K = 2560 (Qwen3-4B) gets 5 warps and
+ * K = 9728 5 warps with 5% of one step idle; a power of two whose double step tiles smaller K
+ * exactly. (Before, only powers of two that tile K exactly: 4B's K = 2560 and 9728 ran one-warp
+ * blocks, and each of the fused variants' thousands of blocks rebuilt x for a single group.)
  *
  * Fused variants (cuda_gemv4_pro, GemvPro in cuda_common.cuh; graph.cu's peephole rewrites of
  * decode logs pick them): the same body, templated so that the plain kernel's code is unchanged,
@@ -41,21 +46,22 @@ __device__ __forceinline__ int g4_seg(const GemvSegs &sg, int g) {
 }
 
 /* The 2 x GEMV_NB loads of step `it` of this block: group blockIdx.x + (it / spg) * gridDim.x,
- * K chunk (it % spg) * 2 bd + threadIdx.x and the same + bd. Rows past the segment's end are
- * clamped to its last row (loaded, never stored). */
+ * K chunk (it % spg) * 2 bd + threadIdx.x and the same + bd (zeros past K8). Rows past the
+ * segment's end are clamped to its last row (loaded, never stored). */
 __device__ __forceinline__ void g4_load(const GemvSegs &sg, int K, int spg, int it, uint4 (&a)[GEMV_NB],
                                         uint4 (&b)[GEMV_NB]) {
     const int bd = blockDim.x;
     const int g0 = (blockIdx.x + (it / spg) * gridDim.x) * GEMV_NB;
-    const int c = (it % spg) * 2 * bd + threadIdx.x;
+    const int c = (it % spg) * 2 * bd + threadIdx.x, K8 = K / 8;
     const int seg = g4_seg(sg, g0);
     const int n0 = g0 - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
     const bf16 *w = sg.w[seg];
+    const uint4 z = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int j = 0; j < GEMV_NB; j++) {
         const uint4 *row = (const uint4 *)(w + (int64_t)(n0 + j < N ? n0 + j : N - 1) * K);
-        a[j] = __ldcs(row + c);
-        b[j] = __ldcs(row + c + bd);
+        a[j] = c < K8 ? __ldcs(row + c) : z;
+        b[j] = c + bd < K8 ? __ldcs(row + c + bd) : z;
     }
 }
 
@@ -106,7 +112,7 @@ __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K
                                         const bf16 *pb, float eps) {
     __shared__ float red[8][R * GEMV_NB];
     pdl_trigger();
-    const int bd = blockDim.x, K8 = K / 8, spg = K8 / (2 * bd);
+    const int bd = blockDim.x, K8 = K / 8, spg = (K8 + 2 * bd - 1) / (2 * bd);
     const int ngroups = (sg.start[sg.nseg] + GEMV_NB - 1) / GEMV_NB;
     const int my_groups = (int)blockIdx.x < ngroups ? (ngroups - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
     const int steps = my_groups * spg;
@@ -126,13 +132,13 @@ __device__ __forceinline__ void g4_body(const GemvSegs &sg, const bf16 *x, int K
         const int c = (it % spg) * 2 * bd + threadIdx.x;
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            uint4 xa, xb;
+            uint4 xa = make_uint4(0, 0, 0, 0), xb = xa; /* past K8: zeros, as the weights */
             if constexpr (PRO == GEMV_PRO_NONE) {
-                xa = __ldg(x4 + (int64_t)r * K8 + c);
-                xb = __ldg(x4 + (int64_t)r * K8 + c + bd);
+                if (c < K8) xa = __ldg(x4 + (int64_t)r * K8 + c);
+                if (c + bd < K8) xb = __ldg(x4 + (int64_t)r * K8 + c + bd);
             } else {
-                xa = x4[r * K8 + c];
-                xb = x4[r * K8 + c + bd];
+                if (c < K8) xa = x4[r * K8 + c];
+                if (c + bd < K8) xb = x4[r * K8 + c + bd];
             }
 #pragma unroll
             for (int j = 0; j < GEMV_NB; j++) acc[r][j] += gemv_dot8(wa[j], xa) + gemv_dot8(wb[j], xb);
@@ -181,12 +187,23 @@ __global__ void __launch_bounds__(256, R <= 1 ? 2 : 1) gemv4_pro_kernel(GemvSegs
     g4_body<R, bf16, PRO, ADD>(sg, x, K, pa, pb, eps);
 }
 
-/* Threads per block for K (0: unsupported): the largest of 256, 128, 64, 32 whose double step
- * (2 x 16 bytes per thread and row) tiles K exactly. */
+/* Threads per block for K (0: unsupported). K8 >= 256 chunks: the multiple of 32 in 128..256
+ * whose double steps (2 x 16 bytes per thread and row) leave the fewest chunks idle in a group's
+ * last step, the larger on ties (K8 = 512 or 1536: 256 and none idle; 320: 160; 384: 192;
+ * 1216: 160, 64 idle of 1280). Smaller K: the largest of 128, 64, 32 whose double step tiles K
+ * exactly. */
 static int g4_threads(int K) {
     if (K <= 0 || K % 8) return 0;
     int K8 = K / 8;
-    for (int bd = 256; bd >= 32; bd >>= 1)
+    if (K8 >= 256) {
+        int best = 0, best_idle = 1 << 30;
+        for (int bd = 256; bd >= 128; bd -= 32) {
+            const int step = 2 * bd, idle = (K8 + step - 1) / step * step - K8;
+            if (idle < best_idle) { best = bd; best_idle = idle; }
+        }
+        return best;
+    }
+    for (int bd = 128; bd >= 32; bd >>= 1)
         if (K8 % (2 * bd) == 0) return bd;
     return 0;
 }
@@ -203,9 +220,8 @@ int cuda_gemv4_supported(int rows, int K, const void *x, const GemvSegs *sg) {
 template <int R, typename OutT>
 static void g4_launch_r(CudaCtx *c, const GemvSegs *sg, const bf16 *x, int K, int bd) {
     /* blocks resident at once, per instantiation, block size and device (asked on first use) */
-    static int resident[4][32];
-    int bi = bd == 256 ? 0 : bd == 128 ? 1 : bd == 64 ? 2 : 3;
-    int &res = resident[bi][c->device & 31];
+    static int resident[8][32];
+    int &res = resident[bd / 32 - 1][c->device & 31];
     if (!res) {
         int per_sm = 0;
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv4_kernel<R, OutT>, bd, 0));
