@@ -130,7 +130,8 @@ typedef struct GemmPlan {
 } GemmPlan;
 
 #define CUDA_MAX_PLANS 512
-#define LT_TUNE_ALGOS 8      /* cuBLASLt heuristic candidates timed per shape (gemm.cu, gemm_pair.cu) */
+#define LT_TUNE_ALGOS 8      /* cuBLASLt heuristic candidates timed per shape (gemm.cu, gemm_pair.cu); asking
+                              * for 32 or 64 got no more than 8 at the 8B decode shapes (run12-algos) */
 
 /* gemm_pair.cu: a pair of same-shape matmuls reading one x as a cuBLASLt batch of 2 (layouts
  * with BATCH_COUNT 2; the batch offsets are set per call). */
@@ -211,6 +212,7 @@ typedef struct CudaCtx {
     int lt_lend;           /* PAGELLM_CUDA_LT_LEND (default 1): a new row count takes a measured plan's
                             * choices for at most twice its rows instead of timing (gemm.cu) */
     long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
+    int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
                               2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */

@@ -322,17 +322,15 @@ static float plan_time_lt(void *arg) {
 }
 
 /* A measured plan whose choices a new plan can take instead of timing its own: only for row
- * counts above GEMV_MAX_ROWS that are not graph capture sizes (those are timed exactly, once, at
- * start-up), i.e. the ever-new counts of eager steps: the logits rows of a prefill step (one per
- * sequence that samples), small prompts. Timing 8 candidates there stalls a live step by up to
+ * counts above GEMV_MAX_ROWS outside the eager run of a decode graph's step (graph sizes are
+ * timed exactly, once, before their capture), i.e. the ever-new counts of eager steps: the
+ * logits rows of a prefill step (one per sequence that samples), small prompts. Timing 8 candidates there stalls a live step by up to
  * ~25 ms (the 8B lm_head at 128 rows: 48 runs of ~0.4 ms), once per new count. The lender: same
  * N, K, output type and alignment, measured, the fewest rows >= rows and at most 2 x rows (its
  * algorithm was chosen for a tile grid at most twice as tall); cuBLASLt must accept its
  * algorithm for the new layout. NULL: none. */
 static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p) {
-    if (!c->lt_lend || p->rows <= GEMV_MAX_ROWS) return NULL;
-    for (int i = 0; i < c->num_graph_sizes; i++)
-        if (c->graph_sizes[i] == p->rows) return NULL;
+    if (!c->lt_lend || p->rows <= GEMV_MAX_ROWS || c->graph_step_eager) return NULL;
     const GemmPlan *best = NULL;
     for (int i = 0; i < c->num_plans; i++) {
         const GemmPlan *q = &c->plans[i];

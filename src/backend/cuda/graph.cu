@@ -608,7 +608,9 @@ void cuda_graph_finish_step(CudaCtx *c) {
         c->graph_captures++;
         CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
     } else {
+        c->graph_step_eager = 1; /* its new plans are timed, not lent (gemm.cu) */
         run_log(c, 1, graph_pro(c, g)); /* eager: may create plans, autotune, grow scratch (bumping gen) */
+        c->graph_step_eager = 0;
         step_tune(c, g);
         if (g->exec) CUDA_CHECK(cudaGraphExecDestroy(g->exec));
         g->exec = NULL;
