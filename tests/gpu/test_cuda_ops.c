@@ -807,7 +807,10 @@ static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S
     snprintf(shape, sizeof shape, "%d seqs, 6 decode steps, D%d F%d", S, D, F);
     NamedBackend nb = {"cuda-fused", fused};
     report("graph_fused", shape, &nb, worst_plain, 0); /* bit-identical to the unfused graphs */
-    if (cpu) report("graph_fused", shape, &(NamedBackend){"fused-v-cpu", fused}, worst_cpu, 1e-2);
+    /* against the CPU backend only a sanity bound (the exact check is the bit-identity above):
+     * a 2-layer bf16 forward's logits differ from the f32 CPU ones by 8.6e-3 to 1.04e-2 over
+     * 14 runs with fresh weights (dev/cuda/results run10..run13), so 1e-2 failed one run in 14 */
+    if (cpu) report("graph_fused", shape, &(NamedBackend){"fused-v-cpu", fused}, worst_cpu, 1.5e-2);
     checks++;
     if (fused_n <= 0 || backend_cuda_fused_launches(plain) != 0) {
         printf("FAIL graph_fused: %ld fused launches (want > 0), %ld with the fusion off (want 0)\n",
