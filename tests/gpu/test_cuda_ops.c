@@ -741,10 +741,12 @@ static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *no
     free(la); free(ln); free(le);
 }
 
-/* gemm.cu's plan lending: a new row count above GEMV_MAX_ROWS that is not a graph size takes
- * the choices of a timed plan of the same shape with at most twice its rows instead of timing
- * 8 candidates during a live step. On the automatic "cuda" backend: rows 40 is timed, 37 lent
- * (40 <= 2 x 37), 19 timed (40 > 2 x 19); each result within the bf16 bound (test_matmul). */
+/* gemm.cu's plan lending: a new row count outside a graph step takes the choices of a timed
+ * plan of the same shape on the same side of GEMV_MAX_ROWS with at most twice its rows instead
+ * of timing during a live step. On the automatic "cuda" backend: rows 40 is timed, 37 lent
+ * (40 <= 2 x 37), 19 timed (40 > 2 x 19); rows 4 timed (GEMV paths too), 3 lent, and 9 timed
+ * (its only candidate, 19, is more than twice as many rows); each result within the bf16 bound
+ * (test_matmul). */
 static void test_gemm_lend(void) {
     Backend *cu = NULL;
     for (int k = 0; k < NBK; k++)
@@ -757,13 +759,24 @@ static void test_gemm_lend(void) {
     long l2, t2 = backend_cuda_gemm_plans(cu, &l2);
     test_matmul(19, 1024, 512, 0);
     long l3, t3 = backend_cuda_gemm_plans(cu, &l3);
+    test_matmul(4, 1024, 512, 0);
+    long l4, t4 = backend_cuda_gemm_plans(cu, &l4);
+    test_matmul(3, 1024, 512, 0);
+    long l5, t5 = backend_cuda_gemm_plans(cu, &l5);
+    test_matmul(9, 1024, 512, 0);
+    long l6, t6 = backend_cuda_gemm_plans(cu, &l6);
+    const long timed[6] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5};
+    const long lent[6] = {l1 - l0, l2 - l1, l3 - l2, l4 - l3, l5 - l4, l6 - l5};
+    const long want_timed[6] = {1, 0, 1, 1, 0, 1}, want_lent[6] = {0, 1, 0, 0, 1, 0};
     checks++;
-    if (t1 - t0 != 1 || l1 != l0 || t2 != t1 || l2 - l1 != 1 || t3 - t2 != 1 || l3 != l2) {
-        printf("FAIL gemm_lend: rows 40 / 37 / 19 timed %ld %ld %ld, lent %ld %ld %ld (want 1 0 1, 0 1 0)\n",
-               t1 - t0, t2 - t1, t3 - t2, l1 - l0, l2 - l1, l3 - l2);
+    if (memcmp(timed, want_timed, sizeof timed) || memcmp(lent, want_lent, sizeof lent)) {
+        printf("FAIL gemm_lend: rows 40 / 37 / 19 / 4 / 3 / 9 timed %ld %ld %ld %ld %ld %ld, lent "
+               "%ld %ld %ld %ld %ld %ld (want 1 0 1 1 0 1, 0 1 0 0 1 0)\n", timed[0], timed[1],
+               timed[2], timed[3], timed[4], timed[5], lent[0], lent[1], lent[2], lent[3], lent[4],
+               lent[5]);
         gpu_failures++;
     } else
-        printf("gemm_lend      rows 40 timed, 37 lent, 19 timed ok\n");
+        printf("gemm_lend      rows 40 timed, 37 lent, 19 timed, 4 timed, 3 lent, 9 timed ok\n");
 }
 
 /* GEMV v4's fused variants in decode graphs (PAGELLM_CUDA_FUSE_PRO, graph.cu's peephole

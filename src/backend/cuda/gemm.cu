@@ -321,25 +321,30 @@ static float plan_time_lt(void *arg) {
     return time_us(t->c, t->p, 0, t->out, t->x, t->w);
 }
 
-/* A measured plan whose choices a new plan can take instead of timing its own: only for row
- * counts above GEMV_MAX_ROWS outside the eager run of a decode graph's step (graph sizes are
- * timed exactly, once, before their capture), i.e. the ever-new counts of eager steps: the
- * logits rows of a prefill step (one per sequence that samples), small prompts. Timing 8 candidates there stalls a live step by up to
- * ~25 ms (the 8B lm_head at 128 rows: 48 runs of ~0.4 ms), once per new count. The lender: same
- * N, K, output type and alignment, measured, the fewest rows >= rows and at most 2 x rows (its
- * algorithm was chosen for a tile grid at most twice as tall); cuBLASLt must accept its
- * algorithm for the new layout. NULL: none. */
-static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p) {
-    if (!c->lt_lend || p->rows <= GEMV_MAX_ROWS || c->graph_step_eager) return NULL;
+/* A measured plan whose choices a new plan can take instead of timing its own, outside the eager
+ * run of a decode graph's step (graph sizes are timed exactly, once, before their capture): the
+ * ever-new row counts of eager steps, such as the logits rows of a prefill step (one per
+ * sequence that samples) and small prompts. Timing there stalls a live step, once per new
+ * count: 8 cuBLASLt candidates x 6 runs of the 8B lm_head at 128 rows are ~25 ms, and at 1-8
+ * rows the GEMV paths are timed as well. The lender: same N, K, output type and alignment,
+ * measured, on the same side of GEMV_MAX_ROWS, the fewest rows >= rows and at most 2 x rows (its
+ * choices were made for a tile grid at most twice as tall, or for a GEMV of a few more rows);
+ * its GEMV path must run this call (gemv_ok / gemv4_ok) and cuBLASLt must accept its algorithm
+ * for the new layout. NULL: none. */
+static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv_ok, int gemv4_ok) {
+    if (!c->lt_lend || c->graph_step_eager) return NULL;
+    const int small = p->rows <= GEMV_MAX_ROWS;
     const GemmPlan *best = NULL;
     for (int i = 0; i < c->num_plans; i++) {
         const GemmPlan *q = &c->plans[i];
         if (q == p || !q->measured || q->N != p->N || q->K != p->K || q->out_f32 != p->out_f32 ||
-            q->algo_align != p->algo_align || q->rows < p->rows || q->rows > 2 * p->rows)
+            q->algo_align != p->algo_align || (q->rows <= GEMV_MAX_ROWS) != small ||
+            q->rows < p->rows || q->rows > 2 * p->rows)
             continue;
         if (!best || q->rows < best->rows) best = q;
     }
     if (!best) return NULL;
+    if (best->use_gemv && (!gemv_ok || (best->use_gemv == 4 && !gemv4_ok))) return NULL;
     cublasLtMatmulHeuristicResult_t chk;
     memset(&chk, 0, sizeof chk);
     if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &best->algo, &chk) !=
@@ -400,21 +405,26 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cap));
     /* The heuristic's first choice is often not the fastest for the skinny shapes of decode
      * (rows <= lt_tune_rows, 512 by default: graph batch sizes and small chunks, each tuned once):
-     * time the candidates on the real operands and keep the fastest. Larger, ever-changing
-     * prefill row counts keep the heuristic's choice (tuning each new count would stall live
-     * steps). */
-    const GemmPlan *lend = nres > 1 && c->lt_tune && rows <= c->lt_tune_rows ? plan_lender(c, p) : NULL;
+     * time the candidates on the real operands and keep the fastest, unless a timed plan of a
+     * nearby row count lends its choices (plan_lender: eager steps' ever-new counts). Larger
+     * prefill row counts keep the heuristic's choice. */
+    int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
+    GemvSegs sg1 = one_seg(out, w, N);
+    /* v4 joins the timing unless PAGELLM_CUDA_GEMV4=0 (measured on the H100 in session 4) */
+    int gemv4_ok = gemv_ok && (c->gemv4 || c->gemv_mode == 4) && cuda_gemv4_supported(rows, K, x, &sg1);
+    const int idle = cap == cudaStreamCaptureStatusNone;
+    const int tune_lt = nres > 1 && c->lt_tune && rows <= c->lt_tune_rows && idle;
+    const int time_paths = gemv_ok && c->gemv_mode < 0 && idle;
+    const GemmPlan *lend = tune_lt || time_paths ? plan_lender(c, p, gemv_ok, gemv4_ok) : NULL;
     if (lend) {
         p->algo = lend->algo;
         p->lt_choice = lend->lt_choice;
-        p->use_gemv = 0; /* rows > GEMV_MAX_ROWS: cuBLASLt (see plan_lender) */
         c->lt_lent++;
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-            fprintf(stderr, "gemm rows=%d N=%d K=%d: the choices of rows=%d (candidate %d), not timed\n",
-                    rows, N, K, lend->rows, lend->lt_choice);
-        return p;
+            fprintf(stderr, "gemm rows=%d N=%d K=%d: the choices of rows=%d (candidate %d, path %d), not timed\n",
+                    rows, N, K, lend->rows, lend->lt_choice, lend->use_gemv);
     }
-    if (nres > 1 && c->lt_tune && rows <= c->lt_tune_rows && cap == cudaStreamCaptureStatusNone) {
+    if (!lend && tune_lt) {
         PlanTiming pt = {c, p, out, x, w};
         p->measured = 1;
         c->lt_timed++;
@@ -437,14 +447,13 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
                     p->lt_choice ? first : best, tile, stages);
         }
     }
-    int gemv_ok = cuda_gemv_supported(rows, N, K, x, w, out);
-    GemvSegs sg1 = one_seg(out, w, N);
-    /* v4 joins the timing unless PAGELLM_CUDA_GEMV4=0 (measured on the H100 in session 4) */
-    int gemv4_ok = gemv_ok && (c->gemv4 || c->gemv_mode == 4) && cuda_gemv4_supported(rows, K, x, &sg1);
     if (!gemv_ok || c->gemv_mode == 0) p->use_gemv = 0;
     else if (c->gemv_mode > 0) p->use_gemv = c->gemv_mode == 4 && !gemv4_ok ? 1 : c->gemv_mode;
-    else if (cap != cudaStreamCaptureStatusNone) p->use_gemv = rows <= 4 ? 2 : 0;
+    else if (!idle) p->use_gemv = rows <= 4 ? 2 : 0;
+    else if (lend) p->use_gemv = lend->use_gemv;
     else {
+        if (!p->measured) c->lt_timed++;
+        p->measured = 1;
         p->t_gemv_us = time_us(c, p, 1, out, x, w);
         p->t_gemv2_us = time_us(c, p, 2, out, x, w);
         p->t_gemv4_us = gemv4_ok ? time_us(c, p, 4, out, x, w) : 1e30f;
