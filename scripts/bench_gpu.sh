@@ -9,16 +9,17 @@
 #      copy bandwidth and GEMM rate) unless --no-hf,
 #   6. writes $OUT/bench_gpu.json; then, on the dev machine,
 #      `python3 scripts/bench_report.py docs/bench_gpu.json` makes docs/bench_gpu.{md,png}.
-# Usage (repo root, GPU machine): OUT=dir bash scripts/bench_gpu.sh [--no-hf] [--quick] [--shape 8b]
+# Usage (repo root, GPU machine): OUT=dir bash scripts/bench_gpu.sh [--no-hf] [--quick] [--no-offline] [--shape 8b]
+# (--no-offline: no step 4, e.g. when gpu_check.sh --engine measured it in the same session)
 # Needs .gpu/prefix (bash scripts/gpu_env.sh --fetch on the dev machine) and .gpu/hf_baseline.py.
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh
 OUT=${OUT:-$PWD/gpu-results}; mkdir -p "$OUT"
-HF=1; QUICK=0; SHAPE=8b
+HF=1; QUICK=0; SHAPE=8b; OFFLINE=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --no-hf) HF=0 ;; --quick) QUICK=1 ;; --shape) SHAPE=$2; shift ;;
+    --no-hf) HF=0 ;; --quick) QUICK=1 ;; --no-offline) OFFLINE=0 ;; --shape) SHAPE=$2; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac; shift
 done
@@ -70,7 +71,7 @@ done
 curl -s localhost:$PORT/metrics > "$OUT/metrics.txt"
 kill -INT $SRV; wait $SRV; echo "server exit rc=$?"
 
-[ $QUICK -eq 0 ] && timeout 300 $B/pagellm bench throughput $M --device cuda --load-format dummy --num-prompts 512 \
+[ $QUICK -eq 0 ] && [ $OFFLINE -eq 1 ] && timeout 300 $B/pagellm bench throughput $M --device cuda --load-format dummy --num-prompts 512 \
   --input-len 512 --output-len 512 --max-num-seqs 256 --max-model-len 4096 --no-progress \
   --output-json "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
 echo "bench throughput rc=$? ($(( $(date +%s) - T0 )) s): $(grep Throughput "$OUT/throughput.txt")"

@@ -14,7 +14,9 @@ def main(path):
     rows = res["serve"]
     lines = ["# GPU serving benchmark", "",
              f"Machine: {res.get('device', '?')}; model: {res.get('model', '?')} (dummy weights, bf16); "
-             f"date: {res.get('date', '?')}; card copy bandwidth {res.get('copy_TBps', '?')} TB/s.", "",
+             f"date: {res.get('date', '?')}; "
+             + (f"card copy bandwidth {res['copy_TBps']} TB/s." if res.get('copy_TBps')
+                else "card copy bandwidth not measured in this run (--no-hf)."), "",
              "Made by `bash scripts/bench_gpu.sh` (see docs/benchmarks.md).", "",
              "| workload (in/out) | concurrency | requests | output tok/s | total tok/s | req/s | "
              "median TTFT ms | p99 TTFT ms | median TPOT ms | median ITL ms | median E2EL ms |",
