@@ -752,22 +752,15 @@ static void test_gemm_lend(void) {
     for (int k = 0; k < NBK; k++)
         if (!strcmp(BK[k].name, "cuda")) cu = BK[k].b;
     if (!cu) return;
-    long l0, t0 = backend_cuda_gemm_plans(cu, &l0);
-    test_matmul(40, 1024, 512, 0);
-    long l1, t1 = backend_cuda_gemm_plans(cu, &l1);
-    test_matmul(37, 1024, 512, 0);
-    long l2, t2 = backend_cuda_gemm_plans(cu, &l2);
-    test_matmul(19, 1024, 512, 0);
-    long l3, t3 = backend_cuda_gemm_plans(cu, &l3);
-    test_matmul(4, 1024, 512, 0);
-    long l4, t4 = backend_cuda_gemm_plans(cu, &l4);
-    test_matmul(3, 1024, 512, 0);
-    long l5, t5 = backend_cuda_gemm_plans(cu, &l5);
-    test_matmul(9, 1024, 512, 0);
-    long l6, t6 = backend_cuda_gemm_plans(cu, &l6);
-    const long timed[6] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5};
-    const long lent[6] = {l1 - l0, l2 - l1, l3 - l2, l4 - l3, l5 - l4, l6 - l5};
-    const long want_timed[6] = {1, 0, 1, 1, 0, 1}, want_lent[6] = {0, 1, 0, 0, 1, 0};
+    static const int rows[6] = {40, 37, 19, 4, 3, 9};
+    static const long want_timed[6] = {1, 0, 1, 1, 0, 1}, want_lent[6] = {0, 1, 0, 0, 1, 0};
+    long timed[6], lent[6], l0, t0 = backend_cuda_gemm_plans(cu, &l0);
+    for (int i = 0; i < 6; i++) {
+        test_matmul(rows[i], 1024, 512, 0);
+        long l, t = backend_cuda_gemm_plans(cu, &l);
+        timed[i] = t - t0; lent[i] = l - l0;
+        t0 = t; l0 = l;
+    }
     checks++;
     if (memcmp(timed, want_timed, sizeof timed) || memcmp(lent, want_lent, sizeof lent)) {
         printf("FAIL gemm_lend: rows 40 / 37 / 19 / 4 / 3 / 9 timed %ld %ld %ld %ld %ld %ld, lent "
