@@ -7,7 +7,8 @@
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
-# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes.
+# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes, and
+# dev/cuda/gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt; gemm_wgmma.log).
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -301,6 +302,10 @@ if [ $DEV -eq 1 ]; then
     nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
+  # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
+  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xptxas=-v dev/cuda/gemm_wgmma.cu -lcublasLt \
+    -o $B/gemm_wgmma > "$OUT/gemm_wgmma_build.log" 2>&1 || tail -20 "$OUT/gemm_wgmma_build.log"
+  timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
 fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)
