@@ -13,7 +13,8 @@
  * CTA: 3 warpgroups. WG0 (one thread) streams 64-wide K tiles of x [256 x 64] and w [128 x 64]
  * with TMA (128-byte swizzle) into a 4-stage ring (48 KB a stage), full/empty mbarriers; WG1 and
  * WG2 each own 128 rows of the output tile (two m64n128k16 wgmma per k-step; rows >= M are TMA's
- * zero fill, computed and not stored). Grid (N / 128, S), cluster (1, S, 1): the S CTAs of a
+ * zero fill, computed and not stored; one k tile's wgmma group stays in flight while the next is
+ * issued). Grid (N / 128, S), cluster (1, S, 1): the S CTAs of a
  * cluster share an output tile and take K tiles [r kt / S, (r + 1) kt / S). With S > 1 each CTA
  * parks its f32 tile in its own shared memory (the ring, now idle), the cluster syncs, and CTA r
  * sums rows [r 256 / S, (r + 1) 256 / S) over the S tiles (ld through map_shared_rank) and stores
@@ -92,6 +93,7 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 /* keeps the compiler from moving accumulator reads/writes across the asynchronous wgmma */
 __device__ __forceinline__ void acc_fence(float (&d)[64]) {
 #pragma unroll
@@ -165,6 +167,8 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
         for (int ms = 0; ms < 2; ms++)
 #pragma unroll
             for (int i = 0; i < 64; i++) d[ms][i] = 0.f;
+        /* one k tile's wgmma group stays in flight while the next is issued: after issuing tile
+         * i, wait for tile i - 1's group and hand its stage back to the producer */
         for (int i = 0; i < kt1 - kt0; i++) {
             const int s = i % STAGES, r = i / STAGES;
             mbar_wait(full0 + 8 * s, r & 1);
@@ -179,11 +183,14 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
                 wgmma_m64n128k16(d[1], smem_desc(a + 64 * 128 + 32 * kk), db, 1);
             }
             wgmma_commit();
-            wgmma_wait0();
+            wgmma_wait1();
             acc_fence(d[0]);
             acc_fence(d[1]);
-            if (tid == 0) mbar_arrive(empty0 + 8 * s); /* this warpgroup is done with stage s */
+            if (i > 0 && tid == 0) mbar_arrive(empty0 + 8 * ((i - 1) % STAGES)); /* tile i - 1 read */
         }
+        wgmma_wait0();
+        acc_fence(d[0]);
+        acc_fence(d[1]);
     }
 
     const int w = tid / 32, lane = tid % 32;
