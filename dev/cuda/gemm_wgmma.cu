@@ -14,8 +14,8 @@
  * with TMA (128-byte swizzle) into a 4-stage ring (48 KB a stage), full/empty mbarriers; WG1 and
  * WG2 each own 128 rows of the output tile (two m64n128k16 wgmma per k-step; rows >= M are TMA's
  * zero fill, computed and not stored; one k tile's wgmma group stays in flight while the next is
- * issued). Grid (N / 128, S), cluster (1, S, 1): the S CTAs of a
- * cluster share an output tile and take K tiles [r kt / S, (r + 1) kt / S). With S > 1 each CTA
+ * issued). Grid (N / 128, S), cluster (1, S, 1): the S CTAs of a cluster share an output tile
+ * and take K tiles [r kt / S, (r + 1) kt / S). With S > 1 each CTA
  * parks its f32 tile in its own shared memory (the ring, now idle), the cluster syncs, and CTA r
  * sums rows [r 256 / S, (r + 1) 256 / S) over the S tiles (ld through map_shared_rank) and stores
  * them as bf16.
