@@ -22,7 +22,8 @@
 # ENGINE_LAT_ENVS="VAR=v;...": the engine batch-1 latency again with each setting (default:
 # PAGELLM_ASYNC_SCHEDULING=1, after test_cuda_async's sync-vs-async token check). ENGINE_THR=0:
 # no throughput runs. ENGINE_ASYNC_TEST=0: no test_cuda_async. ENGINE_THR_ENVS="VAR=v;...": the
-# bf16 throughput run again with each setting, then the default again.
+# bf16 throughput run again with each setting, then the default again; an entry's --flags (and
+# their values) go to `bench throughput`, e.g. "--num-prompts 1024 --max-num-batched-tokens 2048".
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -254,14 +255,25 @@ PYEOF
   # the same with the fp8 KV cache (half the KV bytes the decode attention reads)
   [ "${ENGINE_THR:-1}" = 1 ] && thr fp8kv --kv-cache-dtype fp8 | tee -a "$OUT/engine.txt"
   # ENGINE_THR_ENVS="VAR=v;...": the bf16 throughput run again with each setting (e.g.
-  # PAGELLM_CUDA_GEMM_PAIR=0), then the default once more (the run-to-run spread)
+  # PAGELLM_CUDA_GEMM_PAIR=0), then the default once more (the run-to-run spread). An entry's
+  # words that start with -- are bench flags, later ones winning over thr's (e.g.
+  # "--num-prompts 1024 --max-num-batched-tokens 2048"); the other words set the environment.
   if [ "${ENGINE_THR:-1}" = 1 ] && [ -n "${ENGINE_THR_ENVS:-}" ]; then
     IFS=';' read -ra THRS <<< "$ENGINE_THR_ENVS;default"
     ti=0
     for te in "${THRS[@]}"; do
       ti=$((ti + 1))
       budget_ok || { echo "engine bf16 ($te): skipped (time budget)" | tee -a "$OUT/engine.txt"; continue; }
-      if [ "$te" = default ]; then THR_ENV= thr bf16-again; else THR_ENV="$te" thr bf16-ab$ti; fi |
+      tenv=""; tflags=(); prev=""
+      for w in $te; do
+        case "$w" in
+          --*) tflags+=("$w") ;;
+          *=*) [ "${prev#--}" != "$prev" ] && tflags+=("$w") || tenv="$tenv $w" ;;
+          *) tflags+=("$w") ;;
+        esac
+        prev=$w
+      done
+      if [ "$te" = default ]; then THR_ENV= thr bf16-again; else THR_ENV="$tenv" thr bf16-ab$ti ${tflags[@]+"${tflags[@]}"}; fi |
         sed "s/^engine bf16-[a-z0-9-]*/engine bf16 ($te)/" | tee -a "$OUT/engine.txt"
     done
   fi
