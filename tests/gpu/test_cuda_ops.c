@@ -745,17 +745,18 @@ static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *no
  * plan of the same shape on the same side of GEMV_MAX_ROWS with at most twice its rows instead
  * of timing during a live step. On the automatic "cuda" backend: rows 40 is timed, 37 lent
  * (40 <= 2 x 37), 19 timed (40 > 2 x 19); rows 4 timed (GEMV paths too), 3 lent, and 9 timed
- * (its only candidate, 19, is more than twice as many rows); each result within the bf16 bound
- * (test_matmul). */
+ * (its only candidate, 19, is more than twice as many rows); 60 lent from below (40 >= 60 / 2,
+ * nothing timed in [60, 120]); each result within the bf16 bound (test_matmul). */
 static void test_gemm_lend(void) {
     Backend *cu = NULL;
     for (int k = 0; k < NBK; k++)
         if (!strcmp(BK[k].name, "cuda")) cu = BK[k].b;
     if (!cu) return;
-    static const int rows[6] = {40, 37, 19, 4, 3, 9};
-    static const long want_timed[6] = {1, 0, 1, 1, 0, 1}, want_lent[6] = {0, 1, 0, 0, 1, 0};
-    long timed[6], lent[6], l0, t0 = backend_cuda_gemm_plans(cu, &l0);
-    for (int i = 0; i < 6; i++) {
+    enum { NR = 7 };
+    static const int rows[NR] = {40, 37, 19, 4, 3, 9, 60};
+    static const long want_timed[NR] = {1, 0, 1, 1, 0, 1, 0}, want_lent[NR] = {0, 1, 0, 0, 1, 0, 1};
+    long timed[NR], lent[NR], l0, t0 = backend_cuda_gemm_plans(cu, &l0);
+    for (int i = 0; i < NR; i++) {
         test_matmul(rows[i], 1024, 512, 0);
         long l, t = backend_cuda_gemm_plans(cu, &l);
         timed[i] = t - t0; lent[i] = l - l0;
@@ -763,13 +764,13 @@ static void test_gemm_lend(void) {
     }
     checks++;
     if (memcmp(timed, want_timed, sizeof timed) || memcmp(lent, want_lent, sizeof lent)) {
-        printf("FAIL gemm_lend: rows 40 / 37 / 19 / 4 / 3 / 9 timed %ld %ld %ld %ld %ld %ld, lent "
-               "%ld %ld %ld %ld %ld %ld (want 1 0 1 1 0 1, 0 1 0 0 1 0)\n", timed[0], timed[1],
-               timed[2], timed[3], timed[4], timed[5], lent[0], lent[1], lent[2], lent[3], lent[4],
-               lent[5]);
+        printf("FAIL gemm_lend: rows 40 / 37 / 19 / 4 / 3 / 9 / 60 timed %ld %ld %ld %ld %ld %ld %ld, "
+               "lent %ld %ld %ld %ld %ld %ld %ld (want 1 0 1 1 0 1 0, 0 1 0 0 1 0 1)\n", timed[0],
+               timed[1], timed[2], timed[3], timed[4], timed[5], timed[6], lent[0], lent[1], lent[2],
+               lent[3], lent[4], lent[5], lent[6]);
         gpu_failures++;
     } else
-        printf("gemm_lend      rows 40 timed, 37 lent, 19 timed, 4 timed, 3 lent, 9 timed ok\n");
+        printf("gemm_lend      rows 40 timed, 37 lent, 19 timed, 4 timed, 3 lent, 9 timed, 60 lent ok\n");
 }
 
 /* GEMV v4's fused variants in decode graphs (PAGELLM_CUDA_FUSE_PRO, graph.cu's peephole

@@ -327,22 +327,29 @@ static float plan_time_lt(void *arg) {
  * sequence that samples) and small prompts. Timing there stalls a live step, once per new
  * count: 8 cuBLASLt candidates x 6 runs of the 8B lm_head at 128 rows are ~25 ms, and at 1-8
  * rows the GEMV paths are timed as well. The lender: same N, K, output type and alignment,
- * measured, on the same side of GEMV_MAX_ROWS, the fewest rows >= rows and at most 2 x rows (its
- * choices were made for a tile grid at most twice as tall, or for a GEMV of a few more rows);
- * its GEMV path must run this call (gemv_ok / gemv4_ok) and cuBLASLt must accept its algorithm
- * for the new layout. NULL: none. */
+ * measured, on the same side of GEMV_MAX_ROWS; the fewest rows in [rows, 2 x rows], else the most
+ * in [rows / 2, rows) (its choices were made for a tile grid at most twice as tall or half as
+ * tall; the second case covers counts above the largest graph size, e.g. prompts of 257-512
+ * tokens, which would otherwise each be timed once per new count); its GEMV path must run this
+ * call (gemv_ok / gemv4_ok) and cuBLASLt must accept its algorithm for the new layout. NULL:
+ * none. */
 static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv_ok, int gemv4_ok) {
     if (!c->lt_lend || c->graph_step_eager) return NULL;
     const int small = p->rows <= GEMV_MAX_ROWS;
-    const GemmPlan *best = NULL;
+    const GemmPlan *best = NULL, *below = NULL;
     for (int i = 0; i < c->num_plans; i++) {
         const GemmPlan *q = &c->plans[i];
         if (q == p || !q->measured || q->N != p->N || q->K != p->K || q->out_f32 != p->out_f32 ||
             q->algo_align != p->algo_align || (q->rows <= GEMV_MAX_ROWS) != small ||
-            q->rows < p->rows || q->rows > 2 * p->rows)
+            2 * q->rows < p->rows || q->rows > 2 * p->rows)
             continue;
-        if (!best || q->rows < best->rows) best = q;
+        if (q->rows >= p->rows) {
+            if (!best || q->rows < best->rows) best = q;
+        } else if (!below || q->rows > below->rows) {
+            below = q;
+        }
     }
+    if (!best) best = below;
     if (!best) return NULL;
     if (best->use_gemv && (!gemv_ok || (best->use_gemv == 4 && !gemv4_ok))) return NULL;
     cublasLtMatmulHeuristicResult_t chk;
