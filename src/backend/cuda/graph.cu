@@ -330,8 +330,8 @@ static int buf_dead_after(const CudaCtx *c, int from, const void *p, long elems,
 /* Whether matmul record r would run as a GEMV on its own (cuda_gemm's plan for its shape,
  * created and timed here if new: eager steps only, as plans are before any capture). */
 static int mm_is_gemv(CudaCtx *c, const OpRec *r) {
-    return cuda_gemm_path(c, (void *)r->p[0], 0, (const bf16 *)r->p[1], (const bf16 *)r->p[2],
-                          r->i[0], r->i[1], r->i[2]) != 0;
+    return gemm_path_is_gemv(cuda_gemm_path(c, (void *)r->p[0], 0, (const bf16 *)r->p[1],
+                                            (const bf16 *)r->p[2], r->i[0], r->i[1], r->i[2]));
 }
 
 /* GEMV v4 may run here: the fused variants are v4, which users get only where v4 is allowed
