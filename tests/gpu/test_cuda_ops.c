@@ -2,8 +2,8 @@
  * backend, on fresh random inputs (seed printed; PAGELLM_TEST_SEED repeats a run), with outputs
  * poisoned (NaN) before each op so an unwritten element fails.
  *
- * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4", "cuda-lt"
- * and "cuda-wgmma" (the Hopper wgmma GEMM forced wherever it runs)
+ * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt";
+ * last, on its own, "cuda-wgmma" (test_wgmma)
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
@@ -934,6 +934,44 @@ static void graph_decode_counted(const char *var, const char *val, const char *l
     b->ops->destroy(b);
 }
 
+/* The Hopper wgmma GEMM (gemm_wgmma.cu) forced wherever it runs (PAGELLM_CUDA_WGMMA=2: rows
+ * 9-256, K % 64 == 0, N % 8 == 0, bf16 out), last and on its own so that a fault in it (the
+ * kernel traps when a barrier wait spins too long) cannot hide the checks before: matmuls
+ * against float64 and the CPU backend at the default split (cuda_wgmma_default_splits): 24 x
+ * 12288 x 512 at 1 (96 column tiles), 16 x 512 x 512 at 4, 100 x 768 x 1024 at 8 and 256 rows of
+ * an 8B-sized q projection at 4; a prefill + graph decode run
+ * against the eager backend `ref` (the prefill's matmuls on wgmma), and launches > 0. */
+static void test_wgmma(Backend *ref, char *err) {
+    setenv("PAGELLM_CUDA_WGMMA", "2", 1);
+    Backend *w = make_cuda(NULL, err);
+    unsetenv("PAGELLM_CUDA_WGMMA");
+    if (!w) {
+        printf("FAIL: cuda backend with the wgmma GEMM: %s\n", err);
+        gpu_failures++;
+        return;
+    }
+    NamedBackend keep[8];
+    const int nkeep = NBK;
+    memcpy(keep, BK, sizeof keep);
+    NBK = 0;
+    BK[NBK++] = (NamedBackend){"cuda-wgmma", w};
+    for (int k = 0; k < nkeep; k++)
+        if (!strcmp(keep[k].name, "cpu")) BK[NBK++] = keep[k];
+    test_matmul(24, 12288, 512, 0);
+    test_matmul(16, 512, 512, 0);
+    test_matmul(100, 768, 1024, 0);
+    test_matmul(256, 4096, 4096, 0);
+    memcpy(BK, keep, sizeof keep);
+    NBK = nkeep;
+    checks++;
+    const long n = backend_cuda_wgmma_launches(w);
+    if (n <= 0) printf("FAIL matmul cuda-wgmma: %ld wgmma launches (want > 0)\n", n), gpu_failures++;
+    else printf("matmul         cuda-wgmma: %ld wgmma launches ok\n", n);
+    w->ops->destroy(w);
+    graph_decode_counted("PAGELLM_CUDA_WGMMA", "2", "cuda-graphs-wgmma", ref, backend_cuda_wgmma_launches,
+                         "wgmma launches", err);
+}
+
 int main(void) {
     const char *s = getenv("PAGELLM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
@@ -953,12 +991,7 @@ int main(void) {
         if (gv2) BK[NBK++] = (NamedBackend){"cuda-gemv2", gv2};
         if (gv4) BK[NBK++] = (NamedBackend){"cuda-gemv4", gv4};
         if (gl) BK[NBK++] = (NamedBackend){"cuda-lt", gl};
-        /* the wgmma GEMM forced wherever it runs (rows 9-256, K % 64 == 0, N % 8 == 0, bf16 out) */
-        setenv("PAGELLM_CUDA_WGMMA", "2", 1);
-        Backend *gw = make_cuda(NULL, err);
-        unsetenv("PAGELLM_CUDA_WGMMA");
-        if (gw) BK[NBK++] = (NamedBackend){"cuda-wgmma", gw};
-        else printf("FAIL: cuda backend with the wgmma GEMM: %s\n", err), gpu_failures++;
+
         BackendOptions fo = {0};
         fo.kv_dtype = DT_FP8_E4M3;
         fo.enforce_eager = 1;
@@ -1005,19 +1038,7 @@ int main(void) {
                     * last step) and 192 (K 3072) */
                    {1, 4096, 2560}, {3, 2560, 9728}, {4, 1000, 3072}};
     for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) test_matmul(mm[i][0], mm[i][1], mm[i][2], 0);
-    if (have_gpu) {
-        test_gemm_lend();
-        /* the wgmma shapes: 16 x 512 x 512, 100 x 768 x 1024 (S = 1 and splits), and 256 rows of
-         * an 8B-sized q projection; cuda-wgmma must have launched it */
-        test_matmul(256, 4096, 4096, 0);
-        for (int k = 0; k < NBK; k++)
-            if (!strcmp(BK[k].name, "cuda-wgmma")) {
-                checks++;
-                const long n = backend_cuda_wgmma_launches(BK[k].b);
-                if (n <= 0) printf("FAIL matmul cuda-wgmma: %ld wgmma launches (want > 0)\n", n), gpu_failures++;
-                else printf("matmul         cuda-wgmma: %ld wgmma launches ok\n", n);
-            }
-    }
+    if (have_gpu) test_gemm_lend();
     test_matmul(1, 30000, 1024, 1);
     test_matmul(5, 20000, 512, 1);
     test_matmul(64, 10000, 256, 1);
@@ -1045,10 +1066,7 @@ int main(void) {
          * prologues on and off): whichever it keeps, the logits stay the eager backend's */
         graph_decode_counted("PAGELLM_CUDA_STEP_TUNE", "1", "cuda-graphs-steptune", g,
                              backend_cuda_step_tunes, "graph sizes tuned", err);
-        /* the wgmma GEMM forced: the prefill's matmuls (rows > 8) run on it, the decode graphs'
-         * on the GEMVs; the logits stay the eager backend's */
-        graph_decode_counted("PAGELLM_CUDA_WGMMA", "2", "cuda-graphs-wgmma", g, backend_cuda_wgmma_launches,
-                             "wgmma launches", err);
+
         /* fp8 KV cache through graphs (the fused qk_norm_rope + kv_store writes fp8) against the
          * eager fp8 backend */
         BackendOptions go = {0};
@@ -1093,6 +1111,8 @@ int main(void) {
             gpu_failures++;
         }
     }
+
+    if (have_gpu) test_wgmma(g, err);
 
     printf("%d checks: %d GPU failures, %d CPU-backend failures\n", checks, gpu_failures, cpu_failures);
     for (int k = NBK - 1; k >= 0; k--) BK[k].b->ops->destroy(BK[k].b);

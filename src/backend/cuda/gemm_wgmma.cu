@@ -54,12 +54,16 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t byt
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
 /* Returns once the phase of parity `parity` has completed (a fresh barrier counts its phase
- * "parity 1" as completed, so a producer's first wait on an empty slot passes at once). */
+ * "parity 1" as completed, so a producer's first wait on an empty slot passes at once). A wait of
+ * more than ~2^34 cycles (~9 s) traps: a protocol bug becomes a launch error, not a hung GPU. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
     uint32_t done = 0;
-    while (!done)
+    const long long t0 = clock64();
+    while (!done) {
         asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
                      " selp.u32 %0, 1, 0, p;\n}\n" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+        if (!done && clock64() - t0 > (1ll << 34)) __trap();
+    }
 }
 /* TMA: the box at (x = k, y = row) of the tensor map into shared memory, completing on bar */
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *tm, int x, int y, uint32_t bar) {
