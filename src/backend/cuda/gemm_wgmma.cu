@@ -113,6 +113,26 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, ui
 
 /* ---------------- the kernel ---------------- */
 
+/* Calls f(row, col, v0, v1) for each pair of adjacent outputs (row, col), (row, col + 1) of the
+ * tile that consumer thread `tid` (0-127) of consumer warpgroup c holds in d: the m64nNk16 D
+ * fragment, where warp w owns rows 16 w .. 16 w + 15 of each 64-row wgmma tile (rows 128 c +
+ * 64 ms + ...), and per 8-column block j lane l holds row l / 4, columns 8 j + 2 (l % 4) + {0, 1}
+ * in d[ms][4 j], d[ms][4 j + 1] and the same 8 rows further down in d[ms][4 j + 2], [4 j + 3]. */
+template <typename F>
+__device__ __forceinline__ void frag_pairs(const float (&d)[2][64], int c, int tid, F f) {
+    const int w = tid / 32, lane = tid % 32;
+#pragma unroll
+    for (int ms = 0; ms < 2; ms++) {
+        const int row = 128 * c + 64 * ms + 16 * w + lane / 4;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int col = 8 * j + 2 * (lane % 4);
+            f(row, col, d[ms][4 * j], d[ms][4 * j + 1]);
+            f(row + 8, col, d[ms][4 * j + 2], d[ms][4 * j + 3]);
+        }
+    }
+}
+
 /* S: CTAs per cluster, splitting K (1: no split, the tile is stored from registers). */
 template <int S>
 __global__ void __launch_bounds__(THREADS, 1)
@@ -185,23 +205,12 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
         acc_fence(d[1]);
     }
 
-    const int w = tid / 32, lane = tid % 32;
     if (S == 1) {
         if (wg == 0) return;
-        const int c = wg - 1;
-#pragma unroll
-        for (int ms = 0; ms < 2; ms++) {
-            const int row = 128 * c + 64 * ms + 16 * w + lane / 4;
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int col = n0 + 8 * j + 2 * (lane % 4);
-                if (col >= N) continue;
-                if (row < M)
-                    *(__nv_bfloat162 *)(out + (size_t)row * N + col) = __floats2bfloat162_rn(d[ms][4 * j], d[ms][4 * j + 1]);
-                if (row + 8 < M)
-                    *(__nv_bfloat162 *)(out + (size_t)(row + 8) * N + col) = __floats2bfloat162_rn(d[ms][4 * j + 2], d[ms][4 * j + 3]);
-            }
-        }
+        frag_pairs(d, wg - 1, tid, [&](int row, int col, float v0, float v1) {
+            if (row < M && n0 + col < N)
+                *(__nv_bfloat162 *)(out + (size_t)row * N + n0 + col) = __floats2bfloat162_rn(v0, v1);
+        });
         return;
     }
 
@@ -211,17 +220,9 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
     float *red = (float *)base_ptr;
     if (wg > 0) {
         asm volatile("bar.sync 1, 256;\n" ::: "memory");
-        const int c = wg - 1;
-#pragma unroll
-        for (int ms = 0; ms < 2; ms++) {
-            const int row = 128 * c + 64 * ms + 16 * w + lane / 4;
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int col = 8 * j + 2 * (lane % 4);
-                *(float2 *)(red + row * BN + col) = make_float2(d[ms][4 * j], d[ms][4 * j + 1]);
-                *(float2 *)(red + (row + 8) * BN + col) = make_float2(d[ms][4 * j + 2], d[ms][4 * j + 3]);
-            }
-        }
+        frag_pairs(d, wg - 1, tid, [&](int row, int col, float v0, float v1) {
+            *(float2 *)(red + row * BN + col) = make_float2(v0, v1);
+        });
     }
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
