@@ -315,8 +315,8 @@ if [ $DEV -eq 1 ]; then
       err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
   # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
-  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xptxas=-v -Isrc dev/cuda/gemm_wgmma.cu \
-    src/backend/cuda/gemm_wgmma.cu -lcublasLt -o $B/gemm_wgmma > "$OUT/gemm_wgmma_build.log" 2>&1 ||
+  ( cd $B && nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemm_wgmma.cu $(ls $B/*.cu.o) \
+      err.o log.o dtype.o -lcublasLt -o $B/gemm_wgmma ) > "$OUT/gemm_wgmma_build.log" 2>&1 ||
     tail -20 "$OUT/gemm_wgmma_build.log"
   timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
 fi

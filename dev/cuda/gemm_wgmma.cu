@@ -1,8 +1,9 @@
 /* dev/cuda/gemm_wgmma.cu: the backend's Hopper GEMM for decode batches
  * (src/backend/cuda/gemm_wgmma.cu: TMA ring, warp-specialized m64n128k16 wgmma, every row of the
  * batch in one CTA, K split over a cluster of S CTAs and reduced through distributed shared
- * memory) beside cuBLASLt (the backend's other path: the fastest of the heuristic's 8
- * candidates), llm.c style: a validator and a timer, one program.
+ * memory) beside the backend's cuBLASLt path (cuda_gemm with PAGELLM_CUDA_GEMV=0: the fastest of
+ * the heuristic's 8 candidates, timed at the plan's first use), llm.c style: a validator and a
+ * timer, one program.
  *
  * Per shape (the Qwen3-8B decode matmuls at 256, 128 and 64 rows) and split S: every output
  * entry against cuBLASLt and 64 sampled entries against a float64 CPU reference (output
@@ -11,11 +12,16 @@
  *
  * Status (session 8): compiled, NOT yet run.
  *
- * Build and run on the GPU machine (repository root; `scripts/gpu_check.sh --dev` does this):
- *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/gemm_wgmma.cu \
- *     src/backend/cuda/gemm_wgmma.cu -lcublasLt -o /tmp/gemm_wgmma && /tmp/gemm_wgmma
+ * Build and run on the GPU machine (repository root; `scripts/gpu_check.sh --dev` does this,
+ * linking the backend objects its standalone build made):
+ *   cc -O2 -Isrc -c src/util/err.c src/util/log.c src/util/dtype.c
+ *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -Isrc \
+ *     dev/cuda/gemm_wgmma.cu src/backend/cuda/*.cu err.o log.o dtype.o -lcublasLt -o /tmp/gemm_wgmma \
+ *     && /tmp/gemm_wgmma
  */
-#include <cublasLt.h>
+#ifndef PAGELLM_HAVE_CUDA
+#define PAGELLM_HAVE_CUDA 1 /* declares backend_cuda_new in backend/backend.h */
+#endif
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -28,55 +34,17 @@
 
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
     fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } } while (0)
-#define CKB(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { \
-    fprintf(stderr, "%s:%d: cuBLAS status %d\n", __FILE__, __LINE__, (int)s_); exit(1); } } while (0)
 
 enum { BN = 128, BK = 64 }; /* the kernel's output tile width and K step */
 
 /* ---------------- host ---------------- */
 
-static void launch(int S, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K) {
-    cuda_wgmma(0, out, x, w, M, N, K, S);
-}
+static CudaCtx *C; /* the backend's context: its stream, its cuBLASLt plans */
 
-/* cuBLASLt as the backend runs it (gemm.cu): column-major C[N, M] = W^T[N, K] x[K, M] */
-struct Lt {
-    cublasLtHandle_t h;
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulHeuristicResult_t res[8];
-    int nres, pick;
-    void *ws;
-    size_t ws_bytes;
-};
-static void lt_init(Lt *l, int M, int N, int K) {
-    memset(l, 0, sizeof *l);
-    CKB(cublasLtCreate(&l->h));
-    l->ws_bytes = 64u << 20;
-    CK(cudaMalloc(&l->ws, l->ws_bytes));
-    CKB(cublasLtMatmulDescCreate(&l->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CKB(cublasLtMatmulDescSetAttribute(l->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CKB(cublasLtMatmulDescSetAttribute(l->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    CKB(cublasLtMatrixLayoutCreate(&l->a, CUDA_R_16BF, K, N, K));
-    CKB(cublasLtMatrixLayoutCreate(&l->b, CUDA_R_16BF, K, M, K));
-    CKB(cublasLtMatrixLayoutCreate(&l->c, CUDA_R_16BF, N, M, N));
-    cublasLtMatmulPreference_t pref;
-    CKB(cublasLtMatmulPreferenceCreate(&pref));
-    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &l->ws_bytes, sizeof l->ws_bytes));
-    CKB(cublasLtMatmulAlgoGetHeuristic(l->h, l->desc, l->a, l->b, l->c, l->c, pref, 8, l->res, &l->nres));
-    cublasLtMatmulPreferenceDestroy(pref);
-}
-static void lt_run(Lt *l, bf16 *out, const bf16 *x, const bf16 *w) {
-    float one = 1.f, zero = 0.f;
-    CKB(cublasLtMatmul(l->h, l->desc, &one, w, l->a, x, l->b, &zero, out, l->c, out, l->c,
-                       &l->res[l->pick].algo, l->ws, l->ws_bytes, 0));
-}
-static void lt_free(Lt *l) {
-    cublasLtMatmulDescDestroy(l->desc);
-    cublasLtMatrixLayoutDestroy(l->a); cublasLtMatrixLayoutDestroy(l->b); cublasLtMatrixLayoutDestroy(l->c);
-    cudaFree(l->ws);
-    cublasLtDestroy(l->h);
+/* kind -1: the backend's cuBLASLt matmul; else the wgmma GEMM with kind = S splits */
+static void launch(int kind, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K) {
+    if (kind < 0) cuda_gemm(C, out, 0, x, w, M, N, K);
+    else cuda_wgmma(C->stream, C->device, out, x, w, M, N, K, kind);
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -87,19 +55,15 @@ static float frand(void) { /* uniform in [-1, 1) */
 
 /* Median time (us) of `reps` rounds, each `per` back-to-back launches over rotating weight
  * copies (together larger than L2), divided by `per`. kind: -1 cuBLASLt, else the split S. */
-static float time_us(int kind, Lt *l, bf16 **ws, int nw, const bf16 *x, bf16 *out, int M, int N, int K) {
+static float time_us(int kind, bf16 **ws, int nw, const bf16 *x, bf16 *out, int M, int N, int K) {
     enum { reps = 7, per = 10 };
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
     float ts[reps];
     for (int r = -1; r < reps; r++) {
-        CK(cudaEventRecord(e0));
-        for (int i = 0; i < per; i++) {
-            const int j = (r + 1) * per + i;
-            if (kind < 0) lt_run(l, out, x, ws[j % nw]);
-            else launch(kind, out, x, ws[j % nw], M, N, K);
-        }
-        CK(cudaEventRecord(e1));
+        CK(cudaEventRecord(e0, C->stream));
+        for (int i = 0; i < per; i++) launch(kind, out, x, ws[((r + 1) * per + i) % nw], M, N, K);
+        CK(cudaEventRecord(e1, C->stream));
         CK(cudaEventSynchronize(e1));
         float ms;
         CK(cudaEventElapsedTime(&ms, e0, e1));
@@ -130,32 +94,25 @@ static void run_shape(int M, int N, int K, const int *splits, int nsplits) {
         CK(cudaMemcpy(ws[i], hw, wbytes, cudaMemcpyHostToDevice));
     }
 
-    /* cuBLASLt: the fastest of the heuristic's candidates, as the backend picks */
-    Lt lt;
-    lt_init(&lt, M, N, K);
-    float t_lt = 1e30f;
-    for (int i = 0, best = 0; i < lt.nres; i++) {
-        lt.pick = i;
-        const float t = time_us(-1, &lt, ws, nw, x, ref, M, N, K);
-        if (t < t_lt) { t_lt = t; best = i; }
-        if (i == lt.nres - 1) lt.pick = best;
-    }
-    lt_run(&lt, ref, x, ws[0]);
-    CK(cudaDeviceSynchronize());
+    /* the backend's cuBLASLt path: its first call times the candidates and keeps the fastest */
+    launch(-1, ref, x, ws[0], M, N, K);
+    const float t_lt = time_us(-1, ws, nw, x, ref, M, N, K);
+    launch(-1, ref, x, ws[0], M, N, K);
+    CK(cudaStreamSynchronize(C->stream));
     bf16 *href = (bf16 *)malloc((size_t)M * N * 2), *hout = (bf16 *)malloc((size_t)M * N * 2);
     CK(cudaMemcpy(href, ref, (size_t)M * N * 2, cudaMemcpyDeviceToHost));
     double refmax = 0;
     for (size_t i = 0; i < (size_t)M * N; i++) refmax = fmax(refmax, fabs((double)__bfloat162float(href[i])));
 
     const double floor_us = fmax(wbytes / 3.0e12, 2.0 * M * N * (double)K / 780e12) * 1e6;
-    printf("M=%d N=%d K=%d: floor %.1f us (weights at 3.0 TB/s, math at 780 TFLOP/s); cuBLASLt %.1f us "
-           "(candidate %d of %d)\n", M, N, K, floor_us, t_lt, lt.pick, lt.nres);
+    printf("M=%d N=%d K=%d: floor %.1f us (weights at 3.0 TB/s, math at 780 TFLOP/s); cuBLASLt %.1f us\n",
+           M, N, K, floor_us, t_lt);
     for (int si = 0; si < nsplits; si++) {
         const int S = splits[si];
         if ((K / BK) < S) continue;
-        CK(cudaMemset(out, 0xff, (size_t)M * N * 2)); /* poison: NaN bf16 */
+        CK(cudaMemsetAsync(out, 0xff, (size_t)M * N * 2, C->stream)); /* poison: NaN bf16 */
         launch(S, out, x, ws[0], M, N, K);
-        cudaError_t e = cudaDeviceSynchronize();
+        cudaError_t e = cudaStreamSynchronize(C->stream);
         if (e != cudaSuccess) { printf("  S=%d: launch failed: %s\n", S, cudaGetErrorString(e)); failures++; exit(1); }
         CK(cudaMemcpy(hout, out, (size_t)M * N * 2, cudaMemcpyDeviceToHost));
         /* against cuBLASLt, every entry; against float64, 64 sampled entries */
@@ -177,18 +134,27 @@ static void run_shape(int M, int N, int K, const int *splits, int nsplits) {
         err_lt /= refmax; err_cpu /= refmax;
         const bool ok = err_lt < 2e-2 && err_cpu < 2e-2;
         if (!ok) failures++;
-        const float t = time_us(S, &lt, ws, nw, x, out, M, N, K);
+        const float t = time_us(S, ws, nw, x, out, M, N, K);
         printf("  S=%d (%d CTAs): %s max err / max |ref|: %.2e vs cuBLASLt, %.2e vs float64; %.1f us = %.0f%% of "
                "the floor, %.2fx cuBLASLt's time\n", S, (N + BN - 1) / BN * S, ok ? "ok  " : "FAIL", err_lt, err_cpu,
                t, 100 * floor_us / t, t / t_lt);
     }
-    lt_free(&lt);
     for (int i = 0; i < nw; i++) cudaFree(ws[i]);
     cudaFree(x); cudaFree(out); cudaFree(ref);
     free(hx); free(hw); free(href); free(hout); free(ws);
 }
 
 int main(void) {
+    char err[512];
+    BackendOptions o;
+    memset(&o, 0, sizeof o);
+    o.kv_dtype = DT_COUNT;
+    o.enforce_eager = 1;
+    setenv("PAGELLM_CUDA_GEMV", "0", 1); /* cuda_gemm plans: cuBLASLt only (no GEMV, no wgmma) */
+    setenv("PAGELLM_CUDA_LT_LEND", "0", 1); /* each row count times its own candidates */
+    Backend *be = backend_cuda_new(&o, err);
+    if (!be) { fprintf(stderr, "%s\n", err); return 2; }
+    C = cuda_ctx(be);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("%s, %d SMs\n", prop.name, prop.multiProcessorCount);
@@ -200,5 +166,6 @@ int main(void) {
     for (int ri = 0; ri < 3; ri++)
         for (int si = 0; si < 5; si++) run_shape(rows[ri], shapes[si][0], shapes[si][1], s_all, 4);
     printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
+    be->ops->destroy(be);
     return failures ? 1 : 0;
 }

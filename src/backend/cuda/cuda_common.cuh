@@ -507,7 +507,8 @@ __device__ __forceinline__ uint4 silu_mul8(uint4 g4, uint4 u4) {
 #define GEMM_PATH_WGMMA 5
 int cuda_wgmma_supported(int M, int N, int K, const void *x, const void *w, const void *out);
 int cuda_wgmma_default_splits(int N, int K, int num_sms);
-void cuda_wgmma(cudaStream_t st, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K, int S);
+void cuda_wgmma(cudaStream_t st, int device, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K,
+                int S);
 /* gemm.cu's GEMV paths (1, 2, 4), as opposed to cuBLASLt (0) and wgmma (5) */
 static inline int gemm_path_is_gemv(int path) { return path == 1 || path == 2 || path == 4; }
 

@@ -292,13 +292,12 @@ int cuda_wgmma_default_splits(int N, int K, int num_sms) {
 }
 
 template <int S>
-static void launch_s(cudaStream_t st, const CUtensorMap &tx, const CUtensorMap &tw, bf16 *out, int M, int N, int K) {
+static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const CUtensorMap &tw, bf16 *out,
+                     int M, int N, int K) {
     static int smem_set[32]; /* per device: the kernel's dynamic shared memory limit raised */
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    if (!smem_set[dev & 31]) {
+    if (!smem_set[device & 31]) {
         CUDA_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-        smem_set[dev & 31] = 1;
+        smem_set[device & 31] = 1;
     }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((N + BN - 1) / BN, S);
@@ -313,17 +312,18 @@ static void launch_s(cudaStream_t st, const CUtensorMap &tx, const CUtensorMap &
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_wgmma_kernel<S>, tx, tw, out, M, N, K));
 }
 
-void cuda_wgmma(cudaStream_t st, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K, int S) {
+void cuda_wgmma(cudaStream_t st, int device, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K,
+                int S) {
     CUtensorMap tx, tw;
     if (!tensor_map(&tx, x, M, K, BM) || !tensor_map(&tw, w, N, K, BN)) {
         fprintf(stderr, "cuda wgmma: no tensor map for M=%d N=%d K=%d\n", M, N, K);
         abort();
     }
     switch (S) {
-    case 1: launch_s<1>(st, tx, tw, out, M, N, K); break;
-    case 2: launch_s<2>(st, tx, tw, out, M, N, K); break;
-    case 4: launch_s<4>(st, tx, tw, out, M, N, K); break;
-    case 8: launch_s<8>(st, tx, tw, out, M, N, K); break;
+    case 1: launch_s<1>(st, device, tx, tw, out, M, N, K); break;
+    case 2: launch_s<2>(st, device, tx, tw, out, M, N, K); break;
+    case 4: launch_s<4>(st, device, tx, tw, out, M, N, K); break;
+    case 8: launch_s<8>(st, device, tx, tw, out, M, N, K); break;
     default: fprintf(stderr, "cuda wgmma: %d splits unsupported\n", S); abort();
     }
 }
