@@ -77,6 +77,36 @@ static float time_us(int kind, bf16 **ws, int nw, const bf16 *x, bf16 *out, int 
 
 static int failures;
 
+/* On a mismatch, where the wrong entries sit (a layout bug shows as a pattern): how many are
+ * wrong, their spread over (row % 64) / 8 and (col % 128) / 8, and for the first few where the
+ * wanted value does appear (the same row at another column, or the same column at another row). */
+static void diagnose(const bf16 *out, const bf16 *ref, int M, int N, double refmax) {
+    long bad = 0, nan = 0, by_r8[8] = {0}, by_c8[16] = {0};
+    int shown = 0;
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) {
+            const double a = __bfloat162float(out[(size_t)r * N + c]), b = __bfloat162float(ref[(size_t)r * N + c]);
+            if (!isnan(a) && fabs(a - b) <= 2e-2 * refmax) continue;
+            bad++; nan += isnan(a);
+            by_r8[(r % 64) / 8]++; by_c8[(c % 128) / 8]++;
+            if (shown < 6 && !isnan(a)) {
+                shown++;
+                int fr = -1, fc = -1;
+                for (int c2 = 0; c2 < N && fc < 0; c2++)
+                    if (fabs(__bfloat162float(ref[(size_t)r * N + c2]) - a) < 1e-3 * refmax) fc = c2;
+                for (int r2 = 0; r2 < M && fr < 0; r2++)
+                    if (fabs(__bfloat162float(ref[(size_t)r2 * N + c]) - a) < 1e-3 * refmax) fr = r2;
+                printf("    bad (%d, %d): got %.4f want %.4f; got value at (row %d, col %d) / (row %d, col %d)\n",
+                       r, c, a, b, r, fc, fr, c);
+            }
+        }
+    printf("    %ld of %ld wrong (%ld NaN); by (row %% 64) / 8:", bad, (long)M * N, nan);
+    for (int i = 0; i < 8; i++) printf(" %ld", by_r8[i]);
+    printf("; by (col %% 128) / 8:");
+    for (int i = 0; i < 16; i++) printf(" %ld", by_c8[i]);
+    printf("\n");
+}
+
 static void run_shape(int M, int N, int K, const int *splits, int nsplits) {
     const size_t wbytes = (size_t)N * K * 2;
     const int nw = (int)((200u << 20) / wbytes) + 1; /* copies: > 200 MB together, L2 is 50 MB */
@@ -133,7 +163,10 @@ static void run_shape(int M, int N, int K, const int *splits, int nsplits) {
         }
         err_lt /= refmax; err_cpu /= refmax;
         const bool ok = err_lt < 2e-2 && err_cpu < 2e-2;
-        if (!ok) failures++;
+        if (!ok) {
+            failures++;
+            diagnose(hout, href, M, N, refmax);
+        }
         const float t = time_us(S, ws, nw, x, out, M, N, K);
         printf("  S=%d (%d CTAs): %s max err / max |ref|: %.2e vs cuBLASLt, %.2e vs float64; %.1f us = %.0f%% of "
                "the floor, %.2fx cuBLASLt's time\n", S, (N + BN - 1) / BN * S, ok ? "ok  " : "FAIL", err_lt, err_cpu,
