@@ -128,6 +128,7 @@ typedef struct GemmPlan {
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
     int measured;          /* 1: its algorithm and path were timed here (it may lend them, gemm.cu) */
+    int lent;              /* 1: its choices came from a measured neighbour (plan_lender) */
     int wgmma_splits;      /* GEMM_PATH_WGMMA: CTAs per cluster splitting K (1, 2, 4, 8) */
     float t_wgmma_us;      /* its time at that split, when timed */
 } GemmPlan;

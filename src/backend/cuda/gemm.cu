@@ -378,14 +378,20 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
                           int rows, int N, int K) {
     const void *ptrs[3] = {x, w, out};
     int align = cuda_ptr_align(ptrs, 3);
-    for (int i = 0; i < c->num_plans; i++) {
-        GemmPlan *p = &c->plans[i];
-        if (p->rows == rows && p->N == N && p->K == K && p->out_f32 == out_f32 &&
-            p->algo_align == align)
-            return p;
+    GemmPlan *p = NULL;
+    for (int i = 0; i < c->num_plans && !p; i++) {
+        GemmPlan *q = &c->plans[i];
+        if (q->rows == rows && q->N == N && q->K == K && q->out_f32 == out_f32 && q->algo_align == align)
+            p = q;
     }
-    GemmPlan *p;
-    if (c->num_plans < CUDA_MAX_PLANS) p = &c->plans[c->num_plans++];
+    if (p) {
+        /* A decode graph replays its plans' choices every step, so a graph size is timed exactly
+         * even where an earlier eager step of the same row count (a prompt chunk of 256 tokens,
+         * say) took a neighbour's choices: run14's bench step at 256 rows ran 15.5 ms on
+         * choices lent from 128 rows, 14.6 ms on its own. */
+        if (!(p->lent && c->graph_step_eager)) return p;
+        plan_destroy(p); /* re-made below, in its slot */
+    } else if (c->num_plans < CUDA_MAX_PLANS) p = &c->plans[c->num_plans++];
     else { /* full: recycle round-robin */
         p = &c->plans[c->plan_victim];
         c->plan_victim = (c->plan_victim + 1) % CUDA_MAX_PLANS;
@@ -441,6 +447,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     if (lend) {
         p->algo = lend->algo;
         p->lt_choice = lend->lt_choice;
+        p->lent = 1;
         c->lt_lent++;
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
             fprintf(stderr, "gemm rows=%d N=%d K=%d: the choices of rows=%d (candidate %d, path %d), not timed\n",
