@@ -319,6 +319,14 @@ if [ $DEV -eq 1 ]; then
       err.o log.o dtype.o -lcublasLt -o $B/gemm_wgmma ) > "$OUT/gemm_wgmma_build.log" 2>&1 ||
     tail -20 "$OUT/gemm_wgmma_build.log"
   timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
+  # with --ncu: the counters of the q/o shape at 256 rows, no split against 4 splits in a cluster
+  # (run14: 45 vs 41 us although each CTA of the split does a quarter of the work)
+  if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
+    GEMM_WGMMA_NO_TIME=1 timeout 180 ncu --clock-control none -k regex:gemm_wgmma --section SpeedOfLight \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section LaunchStats \
+      $B/gemm_wgmma 256 4096 4096 1 4 > "$OUT/ncu_wgmma.txt" 2>&1
+    grep -E "gemm_wgmma|Duration|Throughput|Stall|L2|Shared" "$OUT/ncu_wgmma.txt" | head -60
+  fi
 fi
 
 # where a batched decode step goes, bf16 vs fp8 KV cache (each op synchronized: not a timing run)

@@ -20,8 +20,10 @@
  * (the ring, now idle), the cluster syncs, and CTA r sums rows [r 256 / S, (r + 1) 256 / S) over
  * the S tiles (loads through map_shared_rank) and stores them as bf16.
  *
- * Status (session 8): compiled, not yet run on a GPU; dev/cuda/gemm_wgmma.cu validates and times
- * it against cuBLASLt, test_cuda_ops checks it through the backend ("cuda-wgmma"). */
+ * Status (session 9, run14 on an H100): correct (dev/cuda/gemm_wgmma.cu checks every entry against
+ * cuBLASLt; test_cuda_ops "cuda-wgmma" through the backend) but 1.2-2.8x slower than cuBLASLt at
+ * the 8B decode shapes, so PAGELLM_CUDA_WGMMA=1 keeps cuBLASLt; why, and what a next version
+ * needs: dev/cuda/NOTES.md, Session 9. */
 #include <cooperative_groups.h>
 #include <cuda.h>
 #include <cudaTypedefs.h>
