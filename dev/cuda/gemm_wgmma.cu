@@ -11,7 +11,7 @@
  * that together exceed L2, against the shape's floor (weights at 3.0 TB/s, math at 780 TFLOP/s).
  *
  * Status (session 9, run14 on an H100): every entry right at every split; 1.2-2.8x slower than
- * cuBLASLt except k/v at 128 and 64 rows (dev/cuda/NOTES.md, Session 9).
+ * cuBLASLt except k/v at 128 rows (0.95x) (dev/cuda/NOTES.md, Session 9).
  *
  * Build and run on the GPU machine (repository root; `scripts/gpu_check.sh --dev` does this,
  * linking the backend objects its standalone build made):
