@@ -195,6 +195,10 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("%s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    /* run14's times read as waves: a grid of more clusters than this runs in several */
+    printf("resident clusters at most (cudaOccupancyMaxActiveClusters): S=1 %d, S=2 %d, S=4 %d, S=8 %d\n",
+           cuda_wgmma_max_clusters(1), cuda_wgmma_max_clusters(2), cuda_wgmma_max_clusters(4),
+           cuda_wgmma_max_clusters(8));
     const int s_all[] = {1, 2, 4, 8};
     no_time = getenv("GEMM_WGMMA_NO_TIME") && atoi(getenv("GEMM_WGMMA_NO_TIME"));
     if (argc >= 5) {

@@ -510,6 +510,9 @@ int cuda_wgmma_supported(int M, int N, int K, const void *x, const void *w, cons
 int cuda_wgmma_default_splits(int N, int K, int num_sms);
 void cuda_wgmma(cudaStream_t st, int device, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K,
                 int S);
+/* How many clusters of S CTAs of the kernel can be resident at once on the current device
+ * (cudaOccupancyMaxActiveClusters; 0 when unknown): a grid of more runs in several waves. */
+int cuda_wgmma_max_clusters(int S);
 /* gemm.cu's GEMV paths (1, 2, 4), as opposed to cuBLASLt (0) and wgmma (5) */
 static inline int gemm_path_is_gemv(int path) { return path == 1 || path == 2 || path == 4; }
 

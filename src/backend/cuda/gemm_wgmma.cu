@@ -11,14 +11,15 @@
  *
  * Contract (cuda_wgmma_supported): M <= 256, K % 64 == 0, N % 8 == 0, x, w and out 16-byte
  * aligned, a compute capability 9.0 device. CTA: 3 warpgroups. WG0 (one thread) streams 64-wide
- * K tiles of x [256 x 64] and w [128 x 64] with TMA (128-byte swizzle) into a 4-stage ring (48
- * KB a stage), full/empty mbarriers; WG1 and WG2 each own 128 rows of the output tile (two
- * m64n128k16 wgmma per k-step; rows >= M are TMA's zero fill, computed and not stored; one k
- * tile's wgmma group stays in flight while the next is issued). Grid (N / 128, S), cluster
- * (1, S, 1): the S CTAs of a cluster share an output tile and take K tiles
- * [r kt / S, (r + 1) kt / S). With S > 1 each CTA parks its f32 tile in its own shared memory
- * (the ring, now idle), the cluster syncs, and CTA r sums rows [r 256 / S, (r + 1) 256 / S) over
- * the S tiles (loads through map_shared_rank) and stores them as bf16.
+ * K tiles of x [bm x 64] (bm: M rounded up to 64) and w [128 x 64] with TMA (128-byte swizzle)
+ * into a 4-stage ring (48 KB a stage), full/empty mbarriers; WG1 and WG2 each own 128 rows of
+ * the output tile (one m64n128k16 wgmma per k-step for each of their 64-row tiles below bm; rows
+ * in [M, bm) are TMA's zero fill, computed and not stored; one k tile's wgmma group stays in
+ * flight while the next is issued). Grid (N / 128, S), cluster (1, S, 1): the S CTAs of a
+ * cluster share an output tile and take K tiles [r kt / S, (r + 1) kt / S). With S > 1 each CTA
+ * parks its f32 tile in its own shared memory (the ring, now idle), the cluster syncs, and CTA r
+ * sums rows [r bm / S, (r + 1) bm / S) over the S tiles (loads through map_shared_rank) and
+ * stores them as bf16.
  *
  * Status (session 9, run14 on an H100): correct (dev/cuda/gemm_wgmma.cu checks every entry against
  * cuBLASLt; test_cuda_ops "cuda-wgmma" through the backend) but 1.2-2.8x slower than cuBLASLt at
@@ -40,7 +41,10 @@ enum { A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_B
 /* dynamic shared memory: 1 KB of alignment slack (128-byte swizzle atoms are 1 KB), the ring,
  * then the 2 x STAGES mbarriers; the split reduction reuses the ring for a [256 x 128] f32 tile */
 enum { RING_BYTES = STAGES * STAGE_BYTES, SMEM_BYTES = 1024 + RING_BYTES + 2 * STAGES * 8 };
-static_assert(BM * BN * 4 <= RING_BYTES, "the split-K tile must fit in the ring");
+/* the split-K tile's row stride in floats: BN + 8 keeps the epilogue's float2 stores (8 rows x 4
+ * column pairs per warp) free of bank conflicts; 128 put all 8 rows on the same banks */
+enum { RED_LD = BN + 8 };
+static_assert(BM * RED_LD * 4 <= RING_BYTES, "the split-K tile must fit in the ring");
 
 /* ---------------- PTX helpers ---------------- */
 
@@ -135,11 +139,47 @@ __device__ __forceinline__ void frag_pairs(const float (&d)[2][64], int c, int t
     }
 }
 
+/* A consumer warpgroup's k loop over `n` k tiles of the ring: MT (0, 1 or 2) of its two 64-row
+ * tiles get one m64n128k16 wgmma per 16-wide k step (MT 0 only hands the stages back). One k
+ * tile's wgmma group stays in flight while the next is issued: after issuing tile i, wait for
+ * tile i - 1's group and hand its stage back to the producer. a0: this warpgroup's rows in
+ * stage 0's x tile. */
+template <int MT>
+__device__ __forceinline__ void consume(float (&d)[2][64], uint32_t a0, uint32_t base, uint32_t full0,
+                                        uint32_t empty0, int n, int tid) {
+    for (int i = 0; i < n; i++) {
+        const int s = i % STAGES, r = i / STAGES;
+        mbar_wait(full0 + 8 * s, r & 1);
+        const uint32_t a = a0 + s * STAGE_BYTES, b = base + s * STAGE_BYTES + A_BYTES;
+        if (MT > 0) {
+            acc_fence(d[0]);
+            acc_fence(d[1]);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) {
+                const uint64_t db = smem_desc(b + 32 * kk);
+                wgmma_m64n128k16(d[0], smem_desc(a + 32 * kk), db, 1);
+                if (MT > 1) wgmma_m64n128k16(d[1], smem_desc(a + 64 * 128 + 32 * kk), db, 1);
+            }
+            wgmma_commit();
+            wgmma_wait1();
+            acc_fence(d[0]);
+            acc_fence(d[1]);
+        }
+        if (i > 0 && tid == 0) mbar_arrive(empty0 + 8 * ((i - 1) % STAGES)); /* tile i - 1 read */
+    }
+    if (MT > 0) {
+        wgmma_wait0();
+        acc_fence(d[0]);
+        acc_fence(d[1]);
+    }
+}
+
 /* S: CTAs per cluster, splitting K (1: no split, the tile is stored from registers). */
 template <int S>
 __global__ void __launch_bounds__(THREADS, 1)
 gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
-                  bf16 *out, int M, int N, int K) {
+                  bf16 *out, int M, int N, int K, int bm) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* built for another architecture (PAGELLM_CUDA_GENCODE): wgmma needs sm_90a */
 #else
@@ -169,42 +209,24 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
                 const int s = i % STAGES, r = i / STAGES;
                 mbar_wait(empty0 + 8 * s, (r & 1) ^ 1);
                 const uint32_t a = base + s * STAGE_BYTES, b = a + A_BYTES, full = full0 + 8 * s;
-                mbar_arrive_expect_tx(full, STAGE_BYTES);
+                mbar_arrive_expect_tx(full, (uint32_t)(bm + BN) * BK * 2); /* x box: bm rows */
                 tma_load_2d(a, &tm_x, (kt0 + i) * BK, 0, full);
                 tma_load_2d(b, &tm_w, (kt0 + i) * BK, n0, full);
             }
         }
     } else {
-        /* consumers: warpgroup c owns rows [128 c, 128 c + 128) as two 64-row wgmma tiles */
-        const int c = wg - 1;
+        /* consumers: warpgroup c owns rows [128 c, 128 c + 128) as two 64-row wgmma tiles, of
+         * which those below bm (the rows rounded up to 64) are computed. The choice is made once,
+         * outside the k loop: a branch inside it made ptxas serialize every wgmma (C7520). */
+        const int c = wg - 1, avail = bm - 128 * c;
 #pragma unroll
         for (int ms = 0; ms < 2; ms++)
 #pragma unroll
             for (int i = 0; i < 64; i++) d[ms][i] = 0.f;
-        /* one k tile's wgmma group stays in flight while the next is issued: after issuing tile
-         * i, wait for tile i - 1's group and hand its stage back to the producer */
-        for (int i = 0; i < kt1 - kt0; i++) {
-            const int s = i % STAGES, r = i / STAGES;
-            mbar_wait(full0 + 8 * s, r & 1);
-            const uint32_t a = base + s * STAGE_BYTES + (128 * c) * 128, b = base + s * STAGE_BYTES + A_BYTES;
-            acc_fence(d[0]);
-            acc_fence(d[1]);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) {
-                const uint64_t db = smem_desc(b + 32 * kk);
-                wgmma_m64n128k16(d[0], smem_desc(a + 32 * kk), db, 1);
-                wgmma_m64n128k16(d[1], smem_desc(a + 64 * 128 + 32 * kk), db, 1);
-            }
-            wgmma_commit();
-            wgmma_wait1();
-            acc_fence(d[0]);
-            acc_fence(d[1]);
-            if (i > 0 && tid == 0) mbar_arrive(empty0 + 8 * ((i - 1) % STAGES)); /* tile i - 1 read */
-        }
-        wgmma_wait0();
-        acc_fence(d[0]);
-        acc_fence(d[1]);
+        const uint32_t a0 = base + (128 * c) * 128;
+        if (avail >= 128) consume<2>(d, a0, base, full0, empty0, kt1 - kt0, tid);
+        else if (avail >= 64) consume<1>(d, a0, base, full0, empty0, kt1 - kt0, tid);
+        else consume<0>(d, a0, base, full0, empty0, kt1 - kt0, tid);
     }
 
     if (S == 1) {
@@ -223,19 +245,19 @@ gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constan
     if (wg > 0) {
         asm volatile("bar.sync 1, 256;\n" ::: "memory");
         frag_pairs(d, wg - 1, tid, [&](int row, int col, float v0, float v1) {
-            *(float2 *)(red + row * BN + col) = make_float2(v0, v1);
+            if (row < bm) *(float2 *)(red + row * RED_LD + col) = make_float2(v0, v1);
         });
     }
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
     /* CTA `rank` sums its slab of rows over the S tiles of the cluster and stores it */
-    const int rows = BM / S, r0 = rank * rows;
+    const int rows = bm / S, r0 = rank * rows; /* bm is a multiple of 64, S <= 8 */
     for (int e = threadIdx.x; e < rows * BN / 4; e += THREADS) {
         const int row = r0 + e / (BN / 4), col = 4 * (e % (BN / 4));
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
         for (int q = 0; q < S; q++) {
-            const float4 v = *(const float4 *)(cl.map_shared_rank(red, q) + row * BN + col);
+            const float4 v = *(const float4 *)(cl.map_shared_rank(red, q) + row * RED_LD + col);
             acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
         }
         if (row < M && n0 + col + 3 < N) {
@@ -295,7 +317,7 @@ int cuda_wgmma_default_splits(int N, int K, int num_sms) {
 
 template <int S>
 static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const CUtensorMap &tw, bf16 *out,
-                     int M, int N, int K) {
+                     int M, int N, int K, int bm) {
     static int smem_set[32]; /* per device: the kernel's dynamic shared memory limit raised */
     if (!smem_set[device & 31]) {
         CUDA_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
@@ -311,21 +333,51 @@ static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const C
     at[0].val.clusterDim.x = 1; at[0].val.clusterDim.y = S; at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_wgmma_kernel<S>, tx, tw, out, M, N, K));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_wgmma_kernel<S>, tx, tw, out, M, N, K, bm));
+}
+
+template <int S>
+static int max_clusters_s(void) {
+    if (cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES) !=
+        cudaSuccess)
+        return 0;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(64, S);
+    cfg.blockDim = dim3(THREADS);
+    cfg.dynamicSmemBytes = SMEM_BYTES;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1; at[0].val.clusterDim.y = S; at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int n = 0;
+    return cudaOccupancyMaxActiveClusters(&n, gemm_wgmma_kernel<S>, &cfg) == cudaSuccess ? n : 0;
+}
+
+int cuda_wgmma_max_clusters(int S) {
+    switch (S) {
+    case 1: return max_clusters_s<1>();
+    case 2: return max_clusters_s<2>();
+    case 4: return max_clusters_s<4>();
+    case 8: return max_clusters_s<8>();
+    default: return 0;
+    }
 }
 
 void cuda_wgmma(cudaStream_t st, int device, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K,
                 int S) {
+    /* the x tile holds the batch's rows rounded up to 64 (run14: 64 rows paid 256 rows of math) */
+    const int bm = (M + 63) / 64 * 64;
     CUtensorMap tx, tw;
-    if (!tensor_map(&tx, x, M, K, BM) || !tensor_map(&tw, w, N, K, BN)) {
+    if (!tensor_map(&tx, x, M, K, bm) || !tensor_map(&tw, w, N, K, BN)) {
         fprintf(stderr, "cuda wgmma: no tensor map for M=%d N=%d K=%d\n", M, N, K);
         abort();
     }
     switch (S) {
-    case 1: launch_s<1>(st, device, tx, tw, out, M, N, K); break;
-    case 2: launch_s<2>(st, device, tx, tw, out, M, N, K); break;
-    case 4: launch_s<4>(st, device, tx, tw, out, M, N, K); break;
-    case 8: launch_s<8>(st, device, tx, tw, out, M, N, K); break;
+    case 1: launch_s<1>(st, device, tx, tw, out, M, N, K, bm); break;
+    case 2: launch_s<2>(st, device, tx, tw, out, M, N, K, bm); break;
+    case 4: launch_s<4>(st, device, tx, tw, out, M, N, K, bm); break;
+    case 8: launch_s<8>(st, device, tx, tw, out, M, N, K, bm); break;
     default: fprintf(stderr, "cuda wgmma: %d splits unsupported\n", S); abort();
     }
 }
