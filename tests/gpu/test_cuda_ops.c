@@ -835,6 +835,13 @@ static void test_graph_fused(Backend *fused, Backend *plain, Backend *cpu, int S
  * capture batches read block 0, so a padding row leaking into a real row shows up as NaN. */
 typedef struct MiniCb { Mini *mm; Backend *b; } MiniCb;
 
+/* The same fresh random mini model on two backends (a graphs one and its eager reference). */
+static void mini_init_pair(Mini *a, Backend *ba, Mini *e, Backend *be, int max_T, int nslots) {
+    const uint64_t seed = rng_next(&RNG);
+    mini_init(a, ba, seed, max_T, nslots);
+    mini_init(e, be, seed, max_T, nslots);
+}
+
 static int mini_capture_forward(void *ctx, const BatchMeta *m, char *err) {
     (void)err;
     MiniCb *cb = ctx;
@@ -847,10 +854,8 @@ static void test_graph_buckets(Backend *graphs, Backend *eager) {
     int ctx[S] = {0}, ch[S] = {3, 5, 7, 9, 11, 2, 4, 6};
     int32_t bt[S * MB], tok[128], pos[128], slot[128], qs[S + 1], sl[S], lr[S];
     for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
-    uint64_t seed = rng_next(&RNG);
     Mini a, e;
-    mini_init(&a, graphs, seed, 128, S * MB * 16);
-    mini_init(&e, eager, seed, 128, S * MB * 16);
+    mini_init_pair(&a, graphs, &e, eager, 128, S * MB * 16);
     float *la = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
     BatchMeta m;
     mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
@@ -899,10 +904,8 @@ static void test_graph_retime(Backend *graphs, Backend *eager) {
     int32_t bt[S * MB], tok[64], pos[64], slot[64], qs[S + 1], sl[S], lr[S];
     for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
     for (int s = 0; s < S; s++) { six[s] = 6; three[s] = 3; one[s] = 1; }
-    uint64_t seed = rng_next(&RNG);
     Mini a, e;
-    mini_init(&a, graphs, seed, 64, S * MB * 16);
-    mini_init(&e, eager, seed, 64, S * MB * 16);
+    mini_init_pair(&a, graphs, &e, eager, 64, S * MB * 16);
     float *la = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
     BatchMeta m;
     long lent[3], timed[3], l0, t0 = backend_cuda_gemm_plans(graphs, &l0);
@@ -1158,21 +1161,17 @@ int main(void) {
         }
         if (gg) gg->ops->destroy(gg);
         if (gp) gp->ops->destroy(gp);
-        gg = make_cuda("graphs", err);
-        if (gg) {
-            test_graph_buckets(gg, g);
+        /* each on a fresh graphs backend, against the eager one */
+        void (*const on_fresh[])(Backend *, Backend *) = {test_graph_buckets, test_graph_retime};
+        for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {
+            gg = make_cuda("graphs", err);
+            if (!gg) {
+                printf("cuda graphs backend: %s\n", err);
+                gpu_failures++;
+                continue;
+            }
+            on_fresh[i](gg, g);
             gg->ops->destroy(gg);
-        } else {
-            printf("cuda graphs backend: %s\n", err);
-            gpu_failures++;
-        }
-        gg = make_cuda("graphs", err);
-        if (gg) {
-            test_graph_retime(gg, g);
-            gg->ops->destroy(gg);
-        } else {
-            printf("cuda graphs backend: %s\n", err);
-            gpu_failures++;
         }
     }
 

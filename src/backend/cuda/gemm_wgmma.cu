@@ -315,6 +315,21 @@ int cuda_wgmma_default_splits(int N, int K, int num_sms) {
     return s;
 }
 
+/* The kernel's launch: grid, 384 threads, the ring's shared memory, clusters of (1, S, 1) (the
+ * attribute lives in *at, which must outlive the config). */
+static cudaLaunchConfig_t launch_config(dim3 grid, int S, cudaStream_t st, cudaLaunchAttribute *at) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(THREADS);
+    cfg.dynamicSmemBytes = SMEM_BYTES;
+    cfg.stream = st;
+    at->id = cudaLaunchAttributeClusterDimension;
+    at->val.clusterDim.x = 1; at->val.clusterDim.y = S; at->val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return cfg;
+}
+
 template <int S>
 static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const CUtensorMap &tw, bf16 *out,
                      int M, int N, int K, int bm) {
@@ -323,16 +338,8 @@ static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const C
         CUDA_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
         smem_set[device & 31] = 1;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((N + BN - 1) / BN, S);
-    cfg.blockDim = dim3(THREADS);
-    cfg.dynamicSmemBytes = SMEM_BYTES;
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = 1; at[0].val.clusterDim.y = S; at[0].val.clusterDim.z = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
+    cudaLaunchAttribute at;
+    const cudaLaunchConfig_t cfg = launch_config(dim3((N + BN - 1) / BN, S), S, st, &at);
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_wgmma_kernel<S>, tx, tw, out, M, N, K, bm));
 }
 
@@ -341,15 +348,8 @@ static int max_clusters_s(void) {
     if (cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES) !=
         cudaSuccess)
         return 0;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(64, S);
-    cfg.blockDim = dim3(THREADS);
-    cfg.dynamicSmemBytes = SMEM_BYTES;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = 1; at[0].val.clusterDim.y = S; at[0].val.clusterDim.z = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
+    cudaLaunchAttribute at;
+    const cudaLaunchConfig_t cfg = launch_config(dim3(64, S), S, 0, &at);
     int n = 0;
     return cudaOccupancyMaxActiveClusters(&n, gemm_wgmma_kernel<S>, &cfg) == cudaSuccess ? n : 0;
 }
