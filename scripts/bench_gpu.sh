@@ -41,6 +41,10 @@ curl -sf localhost:$PORT/health >/dev/null || { echo "server did not start"; tai
 echo "server ready ($(( $(date +%s) - T0 )) s)"; grep -E "ready|KV cache|weights|graph" "$OUT/serve.log" | head
 
 CONCS="1 16 64 256"
+# Every run draws its own prompts (its own --seed). With one seed for all, run c's prompts began
+# with run c/4's, and the server's prefix cache (on by default, as in vLLM) served those
+# prefills: c=256's 512 prompts began with c=64's 128, ~24% of its prefill (session 9).
+SEED=100
 for wl in 512/512 1024/128; do
   in=${wl%/*}; outl=${wl#*/}
   for c in $CONCS; do
@@ -48,10 +52,11 @@ for wl in 512/512 1024/128; do
     [ $QUICK -eq 1 ] && { n=$c; [ $c -eq 1 ] && n=2; }   # --quick: one wave per concurrency
     timeout 300 $B/pagellm bench serve --base-url http://127.0.0.1:$PORT --model qwen3-$SHAPE \
       --endpoint /v1/completions --dataset random --random-input-len $in --random-output-len $outl \
-      --num-prompts $n --max-concurrency $c --ignore-eos --seed 0 --no-progress \
+      --num-prompts $n --max-concurrency $c --ignore-eos --seed $SEED --no-progress \
       --save-result "$OUT/serve_${in}_${outl}_c$c.json" > "$OUT/serve_${in}_${outl}_c$c.txt" 2>&1
     kill -0 $SRV 2>/dev/null || { echo "server died"; tail -30 "$OUT/serve.log"; break 2; }
     echo "bench serve $wl c=$c rc=$? ($(( $(date +%s) - T0 )) s): $(grep -E 'Output token throughput|Median TTFT' "$OUT/serve_${in}_${outl}_c$c.txt" | tr -s ' ' | tr '\n' ' ')"
+    SEED=$(( SEED + 1 ))
   done
 done
 # Structured outputs (issue 8): 64 concurrent requests, JSON schema vs unconstrained, side by
