@@ -310,14 +310,16 @@ if [ -n "$AB_ENVS" ]; then
   set --
 fi
 if [ $DEV -eq 1 ]; then
-  ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c &&
-    nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemv.cu $(ls $B/*.cu.o) \
-      err.o log.o dtype.o -lcublasLt -o $B/gemv ) > /tmp/gemv_build.log 2>&1 || tail -20 /tmp/gemv_build.log
+  # dev/cuda/NAME.cu linked with the backend objects the standalone build made -> $B/NAME
+  dev_tool() {
+    ( cd $B && nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/$1.cu $(ls $B/*.cu.o) \
+        err.o log.o dtype.o -lcublasLt -o $B/$1 ) > "$OUT/$1_build.log" 2>&1 || tail -20 "$OUT/$1_build.log"
+  }
+  ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c )
+  dev_tool gemv
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
   # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
-  ( cd $B && nvcc "${NVFLAGS[@]}" -I$ROOT/src $ROOT/dev/cuda/gemm_wgmma.cu $(ls $B/*.cu.o) \
-      err.o log.o dtype.o -lcublasLt -o $B/gemm_wgmma ) > "$OUT/gemm_wgmma_build.log" 2>&1 ||
-    tail -20 "$OUT/gemm_wgmma_build.log"
+  dev_tool gemm_wgmma
   timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
   # with --ncu: the counters of the q/o shape at 256 rows, no split against 4 splits in a cluster
   # (run14: 45 vs 41 us although each CTA of the split does a quarter of the work)

@@ -1001,7 +1001,7 @@ static void test_wgmma(Backend *ref, char *err) {
         gpu_failures++;
         return;
     }
-    NamedBackend keep[8];
+    NamedBackend keep[sizeof BK / sizeof BK[0]];
     const int nkeep = NBK;
     memcpy(keep, BK, sizeof keep);
     NBK = 0;

@@ -127,12 +127,14 @@ typedef struct GemmPlan {
                             * 5 wgmma (GEMM_PATH_WGMMA) */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
-    int measured;          /* 1: its algorithm and path were timed here (it may lend them, gemm.cu) */
-    int lent;              /* 1: its choices came from a measured neighbour (plan_lender) */
+    int origin;            /* where its choices came from: PLAN_HEURISTIC (untimed: large prefill
+                            * counts, captures), PLAN_TIMED (timed here; it may lend them, gemm.cu)
+                            * or PLAN_LENT (a timed neighbour's, plan_lender) */
     int wgmma_splits;      /* GEMM_PATH_WGMMA: CTAs per cluster splitting K (1, 2, 4, 8) */
     float t_wgmma_us;      /* its time at that split, when timed */
 } GemmPlan;
 
+enum { PLAN_HEURISTIC = 0, PLAN_TIMED = 1, PLAN_LENT = 2 }; /* GemmPlan.origin */
 #define CUDA_MAX_PLANS 512
 #define LT_TUNE_ALGOS 8      /* cuBLASLt heuristic candidates timed per shape (gemm.cu, gemm_pair.cu); asking
                               * for 32 or 64 got no more than 8 at the 8B decode shapes (run12-algos) */

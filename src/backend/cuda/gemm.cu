@@ -327,8 +327,15 @@ static float plan_time_lt(void *arg) {
 
 /* p's choices come from timing here: it may lend them (plan_lender); counted once per plan. */
 static void plan_mark_measured(CudaCtx *c, GemmPlan *p) {
-    if (!p->measured) c->lt_timed++;
-    p->measured = 1;
+    if (p->origin != PLAN_TIMED) c->lt_timed++;
+    p->origin = PLAN_TIMED;
+}
+
+/* p's cuBLASLt time on these operands: the tuned candidate's, or timed now once. The GEMV and
+ * wgmma paths are compared against it. */
+static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16 *w) {
+    if (p->t_lt_us <= 0.f) p->t_lt_us = time_us(c, p, 0, out, x, w);
+    return p->t_lt_us;
 }
 
 /* A measured plan whose choices a new plan can take instead of timing its own, outside the eager
@@ -350,7 +357,7 @@ static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv
     const GemmPlan *best = NULL, *below = NULL;
     for (int i = 0; i < c->num_plans; i++) {
         const GemmPlan *q = &c->plans[i];
-        if (q == p || !q->measured || q->N != p->N || q->K != p->K || q->out_f32 != p->out_f32 ||
+        if (q == p || q->origin != PLAN_TIMED || q->N != p->N || q->K != p->K || q->out_f32 != p->out_f32 ||
             q->algo_align != p->algo_align || (q->rows <= GEMV_MAX_ROWS) != small ||
             2 * q->rows < p->rows || q->rows > 2 * p->rows)
             continue;
@@ -389,7 +396,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
          * even where an earlier eager step of the same row count (a prompt chunk of 256 tokens,
          * say) took a neighbour's choices: run14's bench step at 256 rows ran 15.5 ms on
          * choices lent from 128 rows, 14.6 ms on its own. */
-        if (!(p->lent && c->graph_step_eager)) return p;
+        if (!(p->origin == PLAN_LENT && c->graph_step_eager)) return p;
         plan_destroy(p); /* re-made below, in its slot */
     } else if (c->num_plans < CUDA_MAX_PLANS) p = &c->plans[c->num_plans++];
     else { /* full: recycle round-robin */
@@ -447,7 +454,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     if (lend) {
         p->algo = lend->algo;
         p->lt_choice = lend->lt_choice;
-        p->lent = 1;
+        p->origin = PLAN_LENT;
         c->lt_lent++;
         if (getenv("PAGELLM_CUDA_GEMM_LOG"))
             fprintf(stderr, "gemm rows=%d N=%d K=%d: the choices of rows=%d (candidate %d, path %d), not timed\n",
@@ -457,7 +464,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
         PlanTiming pt = {c, p, out, x, w};
         plan_mark_measured(c, p);
         const float best = cuda_lt_tune(res, nres, &p->algo, &p->lt_choice, plan_time_lt, &pt);
-        p->t_lt_us = best; /* the wgmma timing below compares against it */
+        p->t_lt_us = best; /* plan_lt_us: the GEMV and wgmma comparisons below use it */
         if (getenv("PAGELLM_CUDA_GEMM_LOG")) {
             float first = 0.f;
             if (p->lt_choice) { /* the heuristic's own choice, for comparison */
@@ -485,8 +492,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
         p->t_gemv_us = time_us(c, p, 1, out, x, w);
         p->t_gemv2_us = time_us(c, p, 2, out, x, w);
         p->t_gemv4_us = gemv4_ok ? time_us(c, p, 4, out, x, w) : 1e30f;
-        if (p->t_lt_us <= 0.f) p->t_lt_us = time_us(c, p, 0, out, x, w); /* unless tuned above */
-        float best = p->t_lt_us;
+        float best = plan_lt_us(c, p, out, x, w);
         p->use_gemv = 0;
         if (p->t_gemv_us < best) { best = p->t_gemv_us; p->use_gemv = 1; }
         if (p->t_gemv2_us < best) { best = p->t_gemv2_us; p->use_gemv = 2; }
@@ -510,7 +516,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
             p->use_gemv = GEMM_PATH_WGMMA;
             p->wgmma_splits = cuda_wgmma_default_splits(N, K, c->num_sms);
         } else if (idle) {
-            const float t_lt = p->t_lt_us > 0.f ? p->t_lt_us : time_us(c, p, 0, out, x, w);
+            const float t_lt = plan_lt_us(c, p, out, x, w);
             int best_s = 1;
             p->t_wgmma_us = 1e30f;
             for (int sp = 1; sp <= 8 && sp <= K / 64; sp *= 2) {

@@ -330,14 +330,21 @@ static cudaLaunchConfig_t launch_config(dim3 grid, int S, cudaStream_t st, cudaL
     return cfg;
 }
 
+/* Raises kernel S's dynamic shared memory limit to the ring's size, once per device. */
+template <int S>
+static cudaError_t smem_limit_set(int device) {
+    static int done[32];
+    if (done[device & 31]) return cudaSuccess;
+    const cudaError_t e =
+        cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES);
+    done[device & 31] = e == cudaSuccess;
+    return e;
+}
+
 template <int S>
 static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const CUtensorMap &tw, bf16 *out,
                      int M, int N, int K, int bm) {
-    static int smem_set[32]; /* per device: the kernel's dynamic shared memory limit raised */
-    if (!smem_set[device & 31]) {
-        CUDA_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-        smem_set[device & 31] = 1;
-    }
+    CUDA_CHECK(smem_limit_set<S>(device));
     cudaLaunchAttribute at;
     const cudaLaunchConfig_t cfg = launch_config(dim3((N + BN - 1) / BN, S), S, st, &at);
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_wgmma_kernel<S>, tx, tw, out, M, N, K, bm));
@@ -345,9 +352,8 @@ static void launch_s(cudaStream_t st, int device, const CUtensorMap &tx, const C
 
 template <int S>
 static int max_clusters_s(void) {
-    if (cudaFuncSetAttribute(gemm_wgmma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES) !=
-        cudaSuccess)
-        return 0;
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || smem_limit_set<S>(device) != cudaSuccess) return 0;
     cudaLaunchAttribute at;
     const cudaLaunchConfig_t cfg = launch_config(dim3(64, S), S, 0, &at);
     int n = 0;
