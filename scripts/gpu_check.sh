@@ -4,7 +4,9 @@
 #
 # Usage (repository root, on the GPU machine):
 #   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--fast] [--ncu]
-#                                      [--no-model] [--model-shapes 0.6b,8b] [--engine]
+#                                      [--no-model] [--model-shapes 0.6b,8b] [--engine] [--ncu-step]
+# --ncu-step: Nsight Compute's kernel times of two graph-replayed 8B decode steps at NCU_STEP_BS
+# rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt).
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
 # --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes, and
@@ -45,7 +47,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
-HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; FAST=0; NCU=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0; HFREF=1
+HF=1; SHAPES="8b 0.6b 4b"; QUICK=0; FAST=0; NCU=0; NCU_STEP=0; MODEL=1; MODEL_SHAPES="0.6b,8b"; ENGINE=0; DEV=0; HFREF=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-hf) HF=0 ;;
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --fast) FAST=1 ;;
     --ncu) NCU=1 ;;
+    --ncu-step) NCU_STEP=1 ;;
     --no-model) MODEL=0 ;;
     --no-hf-ref) HFREF=0 ;;
     --engine) ENGINE=1 ;;
@@ -316,6 +319,9 @@ if [ $DEV -eq 1 ]; then
         err.o log.o dtype.o -lcublasLt -o $B/$1 ) > "$OUT/$1_build.log" 2>&1 || tail -20 "$OUT/$1_build.log"
   }
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c )
+  # the card's read-only bandwidth beside its copy bandwidth (the floors use the copy)
+  nvcc "${NVFLAGS[@]}" dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
+    timeout 60 $B/read_bw 2>&1 | tee "$OUT/read_bw.log" | tee -a "$OUT/bench.log"
   dev_tool gemv
   for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
   # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
@@ -374,25 +380,23 @@ if [ $NCU -eq 1 ] && command -v ncu >/dev/null && budget_ok 250; then
     --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv --print-units base \
     $B/bench_cuda_qwen3 8b --decode 64 --bs-list 1 > "$OUT/ncu_step.csv" 2>/dev/null
   echo "ncu step rc=$? ($(( $(date +%s) - T0 )) s)"
-  python3 - "$OUT/ncu_step.csv" <<'PYEOF' | tee "$OUT/ncu_step.txt"
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-rows = rows[next((i for i, r in enumerate(rows) if "Kernel Name" in r), len(rows)):]  # skip program output
-if not rows: sys.exit("ncu_step: no rows")
-h = rows[0]; name, metric, value = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
-t, b, n = collections.Counter(), collections.Counter(), collections.Counter()
-for r in rows[1:]:
-    k = r[name].replace("void ", "").split("<")[0].split("(")[0].strip()
-    v = float(r[value].replace(",", ""))
-    if r[metric] == "gpu__time_duration.sum": t[k] += v; n[k] += 1
-    elif r[metric] == "dram__bytes_read.sum": b[k] += v
-tot = sum(t.values()) or 1
-print("ncu, 2 batch-1 decode steps (8B), kernels serialized by the profiler: %.3f ms of kernel time per step" % (tot / 2e6))
-for k, v in t.most_common():
-    print("  %-28s %5d launches %8.3f ms/step %5.1f%%  %7.1f GB/s" % (k, n[k], v / 2e6, 100 * v / tot, b[k] / v if v else 0))
-PYEOF
+  python3 scripts/ncu_step_table.py "$OUT/ncu_step.csv" 2 "batch-1 decode steps (8B)" | tee "$OUT/ncu_step.txt"
   for f in ncu_gemv ncu_decode_attn ncu_prefill_attn; do
     grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|No Eligible|Issued Warp" "$OUT/$f.txt" | head -40
+  done
+fi
+
+# --ncu-step: every kernel of two graph-replayed 8B decode steps at NCU_STEP_BS rows (default
+# 256) and context 768, bf16 and fp8 KV (the bench's --ncu-steps brackets exactly those replays
+# with cudaProfilerStart/Stop): where the batched step's time goes, kernel by kernel
+if [ $NCU_STEP -eq 1 ] && command -v ncu >/dev/null && budget_ok 150; then
+  for kv in "" --kv-fp8; do
+    f="$OUT/ncu_step${NCU_STEP_BS:-256}${kv:+-fp8}"
+    timeout 150 ncu --clock-control none --graph-profiling node --profile-from-start off \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv --print-units base \
+      $B/bench_cuda_qwen3 8b $kv --decode 4 --bs-list ${NCU_STEP_BS:-256} --ctx 768 --ncu-steps 2 > "$f.csv" 2>/dev/null
+    echo "ncu step bs ${NCU_STEP_BS:-256} ${kv:-bf16} rc=$? ($(( $(date +%s) - T0 )) s)"
+    python3 scripts/ncu_step_table.py "$f.csv" 2 "decode steps, 8B, ${NCU_STEP_BS:-256} rows, ctx 768, ${kv:-bf16 KV}" | tee "$f.txt"
   done
 fi
 

@@ -10,7 +10,11 @@
  *                         [--kv-fp8]      (fp8 e4m3 KV cache, as --kv-cache-dtype fp8)
  *                         [--prefill N] [--prefill-seqs S]  (the timed prefill: N tokens, default
  *                                         2048, as S prompts of N / S tokens in one step)
+ *                         [--ncu-steps K] (the last K timed steps of each batched size run between
+ *                                         cudaProfilerStart and Stop: `ncu --profile-from-start
+ *                                         off` then profiles exactly those graph replays)
  * Needs a GPU; not run by CTest. */
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -278,7 +282,7 @@ int main(int argc, char **argv) {
     double t_start = time_now_s();
     const Shape *s = &SHAPES[0];
     int decode_steps = 256, prompt = 128, prefill = 2048, ctx = 512, enforce_eager = 0, op_profile = 0;
-    int kv_fp8 = 0, prefill_seqs = 1;
+    int kv_fp8 = 0, prefill_seqs = 1, ncu_steps = 0;
     int bs_list[16] = {1, 8, 32, 64, 128, 256}, nbs = 6;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "8b")) s = &SHAPES[0];
@@ -291,6 +295,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--kv-fp8")) kv_fp8 = 1;
         else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prefill-seqs") && i + 1 < argc) prefill_seqs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ncu-steps") && i + 1 < argc) ncu_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bs-list") && i + 1 < argc) {
             nbs = 0;
             for (char *p = strtok(argv[++i], ","); p && nbs < 16; p = strtok(NULL, ",")) bs_list[nbs++] = atoi(p);
@@ -415,12 +420,14 @@ int main(int argc, char **argv) {
         for (int r = -2; r < 10; r++) {
             for (int j = 0; j < bsz; j++) { cx[j] = ctx + (r + 2); ch[j] = 1; }
             step_build(&st, bsz, cx, ch, bps2, block_size, NULL);
+            if (ncu_steps > 0 && r == 10 - ncu_steps) cudaProfilerStart();
             double t1 = time_now_s();
             b->ops->set_batch(b, &st.m);
             /* logits stay on the device (the engine samples there), as in serving */
             net_forward(&n, &st.m, b->ops->sample ? NULL : logits);
             if (r >= 0) ts[r] = time_now_s() - t1;
         }
+        if (ncu_steps > 0) { b->ops->sync(b); cudaProfilerStop(); }
         double ms = median(ts, 10) * 1e3;
         fprintf(stderr, "decode bs=%d ctx=%d: step %.3f ms, %.0f tok/s\n", bsz, ctx, ms, bsz / ms * 1e3);
         if (op_profile) {

@@ -1,0 +1,98 @@
+/* read_bw.cu: the card's read-only bandwidth beside its copy bandwidth, to tell how far the
+ * bandwidth-bound kernels (decode attention reads K and V and writes almost nothing; the batch-1
+ * GEMVs read weights) are from what the memory system can stream one way.
+ *
+ * Why: the issue's floors use the copy bandwidth (a device-to-device cudaMemcpy, bytes read plus
+ * written over time). HBM turns the bus around between reads and writes, so a pure read stream
+ * may run faster than a copy: if it does, "decode attention at 96% of copy bandwidth" overstates
+ * how close that kernel is to its own floor.
+ *
+ * What it times (2 GiB buffer, 3 warm-ups, median of 15, CUDA events):
+ *   copy   cudaMemcpyAsync device to device, (read + written) / time (the floors' definition);
+ *   read   a grid-stride kernel, 16-byte loads, U loads in flight per thread, one xor per block
+ *          written out (so the loads cannot be dropped), for several grid and unroll settings.
+ * Build (as gpu_check.sh --dev does): nvcc -O3 -gencode=arch=compute_90a,code=sm_90a read_bw.cu */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
+    fprintf(stderr, "read_bw: %s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
+
+template <int U>
+__global__ void read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *out) {
+    unsigned acc = 0;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + (U - 1) * stride < n; i += U * stride) {
+        uint4 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) v[u] = __ldcs(p + i + u * stride); /* streaming: no L2 reuse */
+#pragma unroll
+        for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    for (; i < n; i += stride) { uint4 v = p[i]; acc ^= v.x ^ v.y ^ v.z ^ v.w; }
+    if (acc == 0x9e3779b9u) out[blockIdx.x] = acc; /* practically never; keeps the loads alive */
+}
+
+static int cmpf(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median time in ms of 15 runs of fn after 3 warm-ups. */
+template <typename F>
+static float time_ms(F fn) {
+    cudaEvent_t e0, e1;
+    CHECK(cudaEventCreate(&e0)); CHECK(cudaEventCreate(&e1));
+    float ts[15];
+    for (int i = -3; i < 15; i++) {
+        CHECK(cudaEventRecord(e0));
+        fn();
+        CHECK(cudaEventRecord(e1));
+        CHECK(cudaEventSynchronize(e1));
+        float ms; CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i >= 0) ts[i] = ms;
+    }
+    CHECK(cudaEventDestroy(e0)); CHECK(cudaEventDestroy(e1));
+    qsort(ts, 15, sizeof ts[0], cmpf);
+    return ts[7];
+}
+
+template <int U>
+static double read_TBps(const uint4 *p, size_t n, unsigned *out, int blocks, int threads) {
+    float ms = time_ms([&] { read_kernel<U><<<blocks, threads>>>(p, n, out); });
+    CHECK(cudaGetLastError());
+    return n * 16.0 / (ms * 1e-3) / 1e12;
+}
+
+int main(void) {
+    size_t bytes = 2ull << 30, n = bytes / 16;
+    void *a, *c;
+    unsigned *out;
+    CHECK(cudaMalloc(&a, bytes)); CHECK(cudaMalloc(&c, bytes)); CHECK(cudaMalloc(&out, 1 << 20));
+    CHECK(cudaMemset(a, 0x3c, bytes));
+    int sms; CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    float cms = time_ms([&] { cudaMemcpyAsync(c, a, bytes, cudaMemcpyDeviceToDevice); });
+    double copy = 2.0 * bytes / (cms * 1e-3) / 1e12;
+    printf("read_bw: copy %.3f TB/s (read + written, the floors' definition)\n", copy);
+    double best = 0;
+    const int per_sm[] = {1, 2, 4, 8};
+    const int threads[] = {256, 512, 1024};
+    for (int bi = 0; bi < 4; bi++)
+        for (int ti = 0; ti < 3; ti++) {
+            if (per_sm[bi] * threads[ti] > 2048) continue;
+            int blocks = sms * per_sm[bi];
+            double r2 = read_TBps<2>((const uint4 *)a, n, out, blocks, threads[ti]);
+            double r4 = read_TBps<4>((const uint4 *)a, n, out, blocks, threads[ti]);
+            double r8 = read_TBps<8>((const uint4 *)a, n, out, blocks, threads[ti]);
+            printf("read_bw: %d blocks/SM x %4d threads: U2 %.3f  U4 %.3f  U8 %.3f TB/s\n", per_sm[bi],
+                   threads[ti], r2, r4, r8);
+            if (r2 > best) best = r2;
+            if (r4 > best) best = r4;
+            if (r8 > best) best = r8;
+        }
+    printf("read_bw: best read %.3f TB/s = %.3fx copy\n", best, best / copy);
+    CHECK(cudaFree(a)); CHECK(cudaFree(c)); CHECK(cudaFree(out));
+    return 0;
+}
