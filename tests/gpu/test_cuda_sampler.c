@@ -4,7 +4,8 @@
  * Logits come from the backend's own `logits` op (x[R, D] @ W[V, D]^T with random bf16 x and
  * W, V = Qwen3's 151,936), read back once so that both samplers see the same float32 rows. Row
  * sharpness varies (std of the logits from ~0.2 to ~14), so both the shared-memory fast path
- * and the bisection path run. Every row gets one of 12 parameter sets: greedy, plain, Qwen3's
+ * and the bisection path run. Every row gets one of 13 parameter sets: greedy, plain (T 1.0, and
+ * T 0.7 with logprobs: the one-pass path reading the raw row), Qwen3's
  * defaults (T 0.6, top_k 20, top_p 0.95), top_p, top_k 1/50/100/2000, min_p, penalties with
  * logit_bias, grammar masks, min_tokens, logprobs 0/5/20. Both samplers get the same SampleBatch
  * (the same u per row). Passes when greedy rows agree exactly, random rows agree on at least
@@ -26,7 +27,7 @@
 
 #define V 151936
 #define D 64
-#define NSETS 12
+#define NSETS 13
 
 static void params_for(int set, SamplingParams *p, LogitBias *bias) {
     sampling_params_default(p);
@@ -48,6 +49,7 @@ static void params_for(int set, SamplingParams *p, LogitBias *bias) {
         break;
     case 10: p->temperature = 0; p->min_tokens = 4; break;
     case 11: p->temperature = 1.0f; p->top_k = 50; p->logprobs = 0; break;
+    case 12: p->temperature = 0.7f; p->logprobs = 3; break;
     }
 }
 

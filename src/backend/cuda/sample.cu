@@ -7,8 +7,11 @@
  * Per row:
  *   1. raw logprob statistics (max, log-sum-exp) when the row wants logprobs;
  *   2. the processed row (mask, temperature, then the sparse edits) written to a work buffer,
- *      unless the row is greedy with nothing to apply (then the raw row is read directly);
- *   3. greedy: block argmax. Random: m = max; plain categorical draws straight away;
+ *      unless the row is greedy with nothing to apply or plain categorical (then the raw row
+ *      is read directly);
+ *   3. greedy: block argmax. Plain categorical (temperature only): one online-softmax pass over
+ *      the raw row gives each warp's mass, then the picked warp's segment is walked
+ *      (sample_plain). Otherwise random: m = max;
  *      top-k / top-p first try the fast path: the smallest "closed prefix" {v >= m - d} (d from
  *      a fixed ladder) that holds the whole kept set and at most CAND_CAP tokens is compacted
  *      into shared memory, sorted, cut exactly and drawn from. Only flat distributions (more
@@ -188,29 +191,36 @@ __device__ void count_mass_ge(SampleShared *sh, const float *x, int V, float cut
     *mass = block_sum(sh, s);
 }
 
-/* Draws in ascending id order among the kept values: included and (no threshold, or key > T,
- * or key == T among the first c such ties in id order). target = u * kept mass. Each warp owns
- * a contiguous segment of ids. */
-__device__ int draw_id_order(SampleShared *sh, const float *x, int V, float cut, float m, bool has_t,
-                             uint32_t T, int c, float u) {
-    const int seg = ((V + SB_WARPS - 1) / SB_WARPS + 31) & ~31;
+/* The ids each warp owns in draw_id_order and plain_masses: a contiguous segment, 32-aligned. */
+__device__ __forceinline__ int warp_segment(int V) { return ((V + SB_WARPS - 1) / SB_WARPS + 31) & ~31; }
+
+/* Draws in ascending id order among the kept values of x * it: included and (no threshold, or
+ * key > T, or key == T among the first c such ties in id order). target = u * kept mass. Each
+ * warp owns a contiguous segment of ids. masses_ready: plain_masses already left each warp's
+ * mass in sh->wmass (and no ties), so the first pass is skipped. it is 1 for the work buffer
+ * (exact) and the row's inverse temperature when x is the raw row. */
+__device__ int draw_id_order(SampleShared *sh, const float *x, int V, float it, float cut, float m,
+                             bool has_t, uint32_t T, int c, float u, bool masses_ready) {
+    const int seg = warp_segment(V);
     const int wi = threadIdx.x >> 5, l = threadIdx.x & 31;
     const int lo = wi * seg, hi = min(V, lo + seg);
-    float ms = 0.0f;
-    int ties = 0;
-    for (int i = lo + l; i < hi; i += 32) {
-        float v = x[i];
-        if (!incl(v, cut)) continue;
-        uint32_t k = fkey(v);
-        if (!has_t || k > T) ms += __expf(v - m);
-        else if (k == T) ties++;
+    if (!masses_ready) {
+        float ms = 0.0f;
+        int ties = 0;
+        for (int i = lo + l; i < hi; i += 32) {
+            float v = x[i] * it;
+            if (!incl(v, cut)) continue;
+            uint32_t k = fkey(v);
+            if (!has_t || k > T) ms += __expf(v - m);
+            else if (k == T) ties++;
+        }
+        for (int o = 16; o; o >>= 1) {
+            ms += __shfl_xor_sync(0xffffffffu, ms, o);
+            ties += __shfl_xor_sync(0xffffffffu, ties, o);
+        }
+        __syncthreads();
+        if (l == 0) { sh->wmass[wi] = ms; sh->wties[wi] = ties; }
     }
-    for (int o = 16; o; o >>= 1) {
-        ms += __shfl_xor_sync(0xffffffffu, ms, o);
-        ties += __shfl_xor_sync(0xffffffffu, ties, o);
-    }
-    __syncthreads();
-    if (l == 0) { sh->wmass[wi] = ms; sh->wties[wi] = ties; }
     __syncthreads();
     if (threadIdx.x == 0) {
         float wt = has_t ? __expf(keyf(T) - m) : 0.0f;
@@ -247,7 +257,7 @@ __device__ int draw_id_order(SampleShared *sh, const float *x, int V, float cut,
         int trun = tie_base, last = -1;
         for (int base = lo; base < hi; base += 32) {
             int i = base + l;
-            float v = i < hi ? x[i] : -INFINITY;
+            float v = i < hi ? x[i] * it : -INFINITY;
             bool in = i < hi && incl(v, cut);
             uint32_t k = in ? fkey(v) : 0u;
             bool is_tie = in && has_t && k == T;
@@ -274,6 +284,47 @@ __device__ int draw_id_order(SampleShared *sh, const float *x, int V, float cut,
     tok = sh->bi;
     __syncthreads();
     return tok;
+}
+
+/* A plain categorical row (temperature only: no top-k / top-p / min-p, edits or mask) read
+ * straight from the raw logits in one pass: each warp keeps a running (max, mass) of x * it over
+ * its own segment (the online softmax: the mass is rescaled when the max grows), the block turns
+ * them into each warp's mass relative to the row's max, and draw_id_order draws from those
+ * masses, re-reading only the picked warp's segment (1/32 of the row). Same draw as
+ * sample_random's plain case (u * mass, ids ascending) up to float rounding, which
+ * sample_batch.h allows; it skips the work-buffer copy and two of its passes (256 rows of
+ * Qwen3's vocabulary: ~4 passes of 155 MB down to ~1). Returns -1 if every value is -inf. */
+__device__ int sample_plain(SampleShared *sh, const float *raw, int V, float it, float u) {
+    const int seg = warp_segment(V);
+    const int wi = threadIdx.x >> 5, l = threadIdx.x & 31;
+    const int lo = wi * seg, hi = min(V, lo + seg);
+    float m = -INFINITY, s = 0.0f;
+    for (int i = lo + l; i < hi; i += 32) {
+        float v = raw[i] * it;
+        if (v == -INFINITY) continue;
+        if (v > m) { s = s * __expf(m - v) + 1.0f; m = v; }   /* m = -inf first: s stays 0 */
+        else s += __expf(v - m);
+    }
+    for (int o = 16; o; o >>= 1) {
+        float om = __shfl_xor_sync(0xffffffffu, m, o), os = __shfl_xor_sync(0xffffffffu, s, o);
+        float mm = fmaxf(m, om);
+        s = (m == -INFINITY ? 0.0f : s * __expf(m - mm)) + (om == -INFINITY ? 0.0f : os * __expf(om - mm));
+        m = mm;
+    }
+    __syncthreads();
+    if (l == 0) { sh->redf[wi][0] = m; sh->redf[wi][1] = s; }
+    __syncthreads();
+    if (wi == 0) {
+        float mw = sh->redf[l][0], sw = sh->redf[l][1], M = mw;
+        for (int o = 16; o; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        sh->wmass[l] = mw == -INFINITY ? 0.0f : sw * __expf(mw - M);
+        sh->wties[l] = 0;
+        if (l == 0) sh->bf = M;
+    }
+    __syncthreads();
+    const float M = sh->bf;
+    if (M == -INFINITY) return -1;
+    return draw_id_order(sh, raw, V, it, -INFINITY, M, false, 0u, 0, u, true);
 }
 
 /* Fast path over the compacted candidates cand[0..n) (a closed prefix of the sorted order that
@@ -341,7 +392,7 @@ __device__ int sample_random(SampleShared *sh, const float *x, int V, const Samp
     const float cut = r.log_min_p == -INFINITY ? -INFINITY : m + r.log_min_p;
     const int k = r.top_k;
     const bool use_p = r.top_p < 1.0f;
-    if (!k && !use_p) return draw_id_order(sh, x, V, cut, m, false, 0u, 0, r.u);
+    if (!k && !use_p) return draw_id_order(sh, x, V, 1.0f, cut, m, false, 0u, 0, r.u, false);
 
     /* counts and masses of the ladder's prefixes {v >= m - d} */
     int cnt[NUM_DELTAS];
@@ -433,7 +484,7 @@ __device__ int sample_random(SampleShared *sh, const float *x, int V, const Samp
         else { T = lo; c = cp; }
         has_t = true;
     }
-    return draw_id_order(sh, x, V, cut, m, has_t, T, c, r.u);
+    return draw_id_order(sh, x, V, 1.0f, cut, m, has_t, T, c, r.u, false);
 }
 
 /* The top n (<= PG_MAX_TOP_LOGPROBS) raw logits into cand[0..n), best first. */
@@ -492,8 +543,10 @@ __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restr
     }
 
     const bool greedy = r.temperature < 1e-5f;
+    const bool plain = !greedy && r.edit_end == r.edit_begin && r.mask_index < 0 && !r.top_k &&
+                       r.top_p >= 1.0f && r.log_min_p == -INFINITY;
     const float *x = raw;
-    if (!greedy || r.edit_end > r.edit_begin || r.mask_index >= 0) {
+    if (!plain && (!greedy || r.edit_end > r.edit_begin || r.mask_index >= 0)) {
         float *w = work + (size_t)row * V;
         const uint32_t *mask = r.mask_index >= 0 ? masks + (size_t)r.mask_index * mask_words : NULL;
         const float it = greedy ? 1.0f : r.inv_temperature;
@@ -520,7 +573,9 @@ __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restr
         x = w;
     }
 
-    int tok = greedy ? block_argmax(&sh, x, V) : sample_random(&sh, x, V, r);
+    int tok = greedy ? block_argmax(&sh, x, V)
+              : plain ? sample_plain(&sh, raw, V, r.inv_temperature, r.u)
+                      : sample_random(&sh, x, V, r);
 
     if (r.num_logprobs >= 0) {
         int n = top_raw(&sh, raw, V, mraw, max(r.num_logprobs, 1));
