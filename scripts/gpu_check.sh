@@ -9,8 +9,9 @@
 # rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt).
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
-# --dev: dev/cuda/gemv.cu, every small-batch GEMM version on the 8B decode shapes, and
-# dev/cuda/gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt; gemm_wgmma.log).
+# --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), lt_search.cu (cuBLASLt configured by
+# hand vs the heuristic at the 8B decode shapes), gemv.cu (every small-batch GEMM version) and
+# gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt); DEV_TOOLS="read_bw ..." picks.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -319,14 +320,28 @@ if [ $DEV -eq 1 ]; then
         err.o log.o dtype.o -lcublasLt -o $B/$1 ) > "$OUT/$1_build.log" 2>&1 || tail -20 "$OUT/$1_build.log"
   }
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c )
+  # DEV_TOOLS (default all): which of the tools below run
+  has_tool() { [[ " ${DEV_TOOLS:-read_bw lt_search gemv gemm_wgmma} " == *" $1 "* ]]; }
   # the card's read-only bandwidth beside its copy bandwidth (the floors use the copy)
-  nvcc "${NVFLAGS[@]}" dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
-    timeout 60 $B/read_bw 2>&1 | tee "$OUT/read_bw.log" | tee -a "$OUT/bench.log"
-  dev_tool gemv
-  for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
+  if has_tool read_bw; then
+    nvcc "${NVFLAGS[@]}" dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
+      timeout 60 $B/read_bw 2>&1 | tee "$OUT/read_bw.log" | tee -a "$OUT/bench.log"
+  fi
+  # cuBLASLt configured by hand (split-K, reduction schemes, every tile) vs the heuristic's
+  # candidates at the 8B decode shapes
+  if has_tool lt_search; then
+    nvcc "${NVFLAGS[@]}" dev/cuda/lt_search.cu -lcublasLt -o $B/lt_search > "$OUT/lt_search_build.log" 2>&1 &&
+      timeout 150 $B/lt_search 2>&1 | tee "$OUT/lt_search.log" | tee -a "$OUT/bench.log"
+  fi
+  if has_tool gemv; then
+    dev_tool gemv
+    for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
+  fi
   # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
-  dev_tool gemm_wgmma
-  timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
+  if has_tool gemm_wgmma; then
+    dev_tool gemm_wgmma
+    timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
+  fi
   # with --ncu: the counters of the q/o shape at 256 rows, no split against 4 splits in a cluster
   # (run14: 45 vs 41 us although each CTA of the split does a quarter of the work)
   if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
