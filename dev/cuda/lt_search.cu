@@ -16,12 +16,14 @@
  * workspace <= 64 MiB, the backend's) is timed: median of 5 rounds of 20 launches, rotating over
  * weight copies that together exceed L2. Prints the heuristic's best, the best found and its
  * configuration, and the floor. A shape's search stops after SHAPE_BUDGET_S. Correctness of the winner: its output against the heuristic's
- * first candidate's (max |diff| / max |ref|).
+ * first candidate's (max |diff| / max |ref|). Also q | k | v as one cuBLAS grouped GEMM (the
+ * fused-QKV launch without adjacent weights) beside the qkv shape (N 6144: adjacent weights).
  *
  * Build and run on the GPU machine (scripts/gpu_check.sh --dev does this):
- *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a dev/cuda/lt_search.cu -lcublasLt \
+ *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a dev/cuda/lt_search.cu -lcublasLt -lcublas \
  *     -o /tmp/lt_search && /tmp/lt_search [rows N K batch]... */
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -277,6 +279,63 @@ static void search(cublasLtHandle_t lt, Shape s) {
     problem_free(&p);
 }
 
+/* q | k | v of one layer (N 4096, 1024, 1024; K 4096) at `rows` rows as ONE cuBLAS grouped
+ * GEMM (cublasGemmGroupedBatchedEx: group 0 = q, group 1 = k and v, each output in its own
+ * buffer with its own leading dimension), as a fused-QKV launch would run without the weights
+ * being adjacent in memory. Median us per launch, rotating over weight copies past L2. */
+static void grouped_qkv(int rows) {
+    const int K = 4096, Nq = 4096, Nkv = 1024, copies = 8;
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) { printf("lt_search grouped: no cublas handle\n"); return; }
+    void *wsp; CK(cudaMalloc(&wsp, WS_BYTES));
+    cublasSetWorkspace(h, wsp, WS_BYTES);
+    __nv_bfloat16 *w, *x, *out;
+    size_t per = (size_t)(Nq + 2 * Nkv) * K;
+    CK(cudaMalloc(&w, per * copies * 2)); CK(cudaMalloc(&x, (size_t)rows * K * 2));
+    CK(cudaMalloc(&out, (size_t)rows * (Nq + 2 * Nkv) * 2));
+    fill_kernel<<<1024, 256>>>(w, per * copies, 5u, 0.05f);
+    fill_kernel<<<1024, 256>>>(x, (size_t)rows * K, 7u, 2.0f);
+    /* device pointer arrays, one set per copy: A (weights), B (x), C (outputs) for q, k, v */
+    const void **hp = (const void **)malloc(sizeof(void *) * 9 * copies);
+    for (int c = 0; c < copies; c++) {
+        const __nv_bfloat16 *wc = w + per * c;
+        hp[9 * c + 0] = wc; hp[9 * c + 1] = wc + (size_t)Nq * K; hp[9 * c + 2] = wc + (size_t)(Nq + Nkv) * K;
+        hp[9 * c + 3] = x; hp[9 * c + 4] = x; hp[9 * c + 5] = x;
+        hp[9 * c + 6] = out; hp[9 * c + 7] = out + (size_t)rows * Nq; hp[9 * c + 8] = out + (size_t)rows * (Nq + Nkv);
+    }
+    void **dp; CK(cudaMalloc(&dp, sizeof(void *) * 9 * copies));
+    CK(cudaMemcpy(dp, hp, sizeof(void *) * 9 * copies, cudaMemcpyHostToDevice));
+    cublasOperation_t ta[2] = {CUBLAS_OP_T, CUBLAS_OP_T}, tb[2] = {CUBLAS_OP_N, CUBLAS_OP_N};
+    int m[2] = {Nq, Nkv}, n[2] = {rows, rows}, k[2] = {K, K}, lda[2] = {K, K}, ldb[2] = {K, K}, ldc[2] = {Nq, Nkv};
+    int gs[2] = {1, 2};
+    float alpha[2] = {1.f, 1.f}, beta[2] = {0.f, 0.f};
+    cudaEvent_t e0, e1; CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
+    float ts[5]; int copy = 0; cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    for (int r = -1; r < 5 && st == CUBLAS_STATUS_SUCCESS; r++) {
+        CK(cudaEventRecord(e0));
+        for (int i = 0; i < 20 && st == CUBLAS_STATUS_SUCCESS; i++) {
+            void **pc = dp + 9 * copy;
+            /* the groups' pointers: A = pc[0..2], B = pc[3..5], C = pc[6..8] (q first, then k, v) */
+            st = cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, alpha, (const void *const *)pc, CUDA_R_16BF, lda,
+                                            (const void *const *)(pc + 3), CUDA_R_16BF, ldb, beta, pc + 6,
+                                            CUDA_R_16BF, ldc, 2, gs, CUBLAS_COMPUTE_32F);
+            copy = (copy + 1) % copies;
+        }
+        CK(cudaEventRecord(e1)); CK(cudaEventSynchronize(e1));
+        float ms; CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (r >= 0) ts[r] = ms * 1e3f / 20;
+    }
+    if (st != CUBLAS_STATUS_SUCCESS) printf("lt_search grouped q|k|v rows %d: cublas status %d\n", rows, (int)st);
+    else {
+        qsort(ts, 5, sizeof ts[0], cmpf);
+        printf("lt_search grouped q|k|v rows %3d: %.2f us per launch (one cublasGemmGroupedBatchedEx)\n", rows, ts[2]);
+    }
+    fflush(stdout);
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    free(hp); cudaFree(dp); cudaFree(w); cudaFree(x); cudaFree(out); cudaFree(wsp);
+    cublasDestroy(h);
+}
+
 int main(int argc, char **argv) {
     cublasLtHandle_t lt;
     LK(cublasLtCreate(&lt));
@@ -291,6 +350,8 @@ int main(int argc, char **argv) {
             {256, 12288, 4096, 2, "gate+up"}, {256, 4096, 12288, 1, "down"},
             {128, 4096, 4096, 1, "q/o"},  {128, 1024, 4096, 2, "k+v"},  {128, 4096, 12288, 1, "down"},
         };
+        grouped_qkv(256);
+        grouped_qkv(128);
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) search(lt, shapes[i]);
     }
     cublasLtDestroy(lt);
