@@ -167,6 +167,14 @@ typedef struct BackendOps {
      * 0, or -1 + err. */
     int (*sample_launch)(Backend *b, const struct SampleBatch *sb, char *err);
     int (*sample_collect)(Backend *b, int32_t *tokens, LogprobEntry *lps, char *err);
+
+    /* --- optional, start-up (NULL: nothing to do). Kept last so positional tables stay valid.
+     * Called once before the weight_load calls of a whole model: `count` tensors of `elems`
+     * elements in all follow. The backend may place them in one allocation, in load order (the
+     * CUDA backend does, so that a layer's q | k | v and gate | up are adjacent and graph.cu can
+     * run each group as one matmul). Loads past what was reserved, or after a failed
+     * reservation, allocate on their own as before. --- */
+    void (*weight_reserve)(Backend *b, int64_t elems, int count);
 } BackendOps;
 
 struct Backend {
@@ -194,6 +202,9 @@ long backend_cuda_fused_launches(const Backend *b);
 /* Batched gate/up and k/v matmul pairs of decode graphs (PAGELLM_CUDA_GEMM_PAIR), counted the
  * same way; for tests. */
 long backend_cuda_pair_launches(const Backend *b);
+/* Fused QKV matmuls of decode graphs (PAGELLM_CUDA_FUSE_QKV, graph.cu), counted the same way;
+ * for tests. */
+long backend_cuda_qkv_launches(const Backend *b);
 /* Graph sizes whose step flags the step tuner timed (PAGELLM_CUDA_STEP_TUNE); for tests. */
 long backend_cuda_step_tunes(const Backend *b);
 /* GEMM plans whose cuBLASLt candidates / small-batch paths were timed (returned), and those that

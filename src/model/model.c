@@ -93,6 +93,17 @@ static int weights_to_backend(Model *m, uint64_t seed, char *err) {
     memset(&d->final_norm, 0, sizeof d->final_norm);
     memset(&d->lm_head, 0, sizeof d->lm_head);
     int slots = weights_num_slots(h->num_layers);
+    if (m->be->ops->weight_reserve) { /* one allocation in load order (see backend.h) */
+        int64_t elems = 0;
+        int count = 0;
+        for (int id = 0; id < slots; id++) {
+            const Tensor *ht = weights_slot(h, id);
+            if (!tensor_present(ht) || (id == slots - 1 && h->tied)) continue;
+            elems += tensor_numel(ht);
+            count++;
+        }
+        m->be->ops->weight_reserve(m->be, elems, count);
+    }
     for (int id = 0; id < slots; id++) {
         Tensor *ht = weights_slot(h, id), *dt = weights_slot(d, id);
         if (!tensor_present(ht)) continue;

@@ -10,7 +10,7 @@
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
- * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_buckets; the in-kernel split
+ * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_qkv: q, k, v as one matmul; graph_buckets; the in-kernel split
  * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; the step tuner (graph-timed) as
  * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
@@ -577,6 +577,12 @@ static void mini_init_shape(Mini *mm, Backend *b, uint64_t seed, int max_T, int 
     Rng r;
     rng_seed(&r, seed);
     int D = mm->D, F = mm->F, qd = mm->Hq * mm->hd, kd = mm->Hkv * mm->hd;
+    /* as model.c: the whole model's weights reserved in one go, loaded in the same order (q, k,
+     * v adjacent: graph.cu's fused QKV). A backend whose arena is taken allocates one by one. */
+    if (b->ops->weight_reserve) {
+        int64_t per_layer = 2 * D + (int64_t)(qd + 2 * kd) * D + 2 * mm->hd + (int64_t)D * qd + 3 * (int64_t)F * D;
+        b->ops->weight_reserve(b, 2 * (int64_t)mm->V * D + D + mm->L * per_layer, 3 + 11 * mm->L);
+    }
     mm->emb = mini_w(mm, b, &r, 2, mm->V, D, 0, 1);
     for (int l = 0; l < mm->L; l++) {
         mm->in_n[l] = mini_w(mm, b, &r, 1, D, 0, 1, 0.1f);
@@ -738,6 +744,51 @@ static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *no
         gpu_failures++;
     } else {
         printf("graph_pair     %-34s %ld batched pair launches ok\n", shape, np);
+    }
+    free(la); free(ln); free(le);
+}
+
+/* graph.cu's fused QKV in decode graphs: 48 sequences (cuBLASLt rows), the q, k, v matmuls of
+ * each layer as one matmul over their adjacent weights (the backend's weight arena) whose
+ * output the fused rope + KV store reads ("qkv": forced with PAGELLM_CUDA_FUSE_QKV=2; "noqkv":
+ * =0). A prefill of 2 tokens per sequence, then 4 decode steps through graphs: both backends'
+ * logits within the bf16 bound of the eager backend's (which also checks the cache rows and
+ * the q written for attention), fused launches issued by "qkv" and none by "noqkv". */
+static void test_graph_qkv(Backend *qkv, Backend *noqkv, Backend *eager) {
+    enum { S = 48, MB = 2, STEPS = 4, V = 2000 };
+    int ctx[S], ch[S];
+    int32_t bt[S * MB], tok[2 * S], pos[2 * S], slot[2 * S], qs[S + 1], sl[S], lr[S];
+    for (int s = 0; s < S; s++) { ctx[s] = 0; ch[s] = 2; }
+    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
+    uint64_t seed = rng_next(&RNG);
+    Mini a, n, e;
+    mini_init(&a, qkv, seed, 2 * S, S * MB * 16);
+    mini_init(&n, noqkv, seed, 2 * S, S * MB * 16);
+    mini_init(&e, eager, seed, 2 * S, S * MB * 16);
+    float *la = xmalloc(4 * S * V), *ln = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
+    double worst_a = 0, worst_n = 0;
+    for (int st = 0; st <= STEPS; st++) {
+        BatchMeta m;
+        mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
+        for (int i = 0; i < S * V; i++) la[i] = ln[i] = le[i] = NAN;
+        mini_forward(&a, qkv, &m, la);
+        mini_forward(&n, noqkv, &m, ln);
+        mini_forward(&e, eager, &m, le);
+        double ea = rel_err_f(la, le, (size_t)S * V), en = rel_err_f(ln, le, (size_t)S * V);
+        if (ea > worst_a) worst_a = ea;
+        if (en > worst_n) worst_n = en;
+        for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
+    }
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-qkv", qkv}, worst_a, 1e-2);
+    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-noqkv", noqkv}, worst_n, 1e-2);
+    long nq = backend_cuda_qkv_launches(qkv), nn = backend_cuda_qkv_launches(noqkv);
+    checks++;
+    if (nq <= 0 || nn != 0) {
+        printf("FAIL graph_qkv: %ld fused QKV launches (want > 0), %ld with the fusion off (want 0)\n", nq, nn);
+        gpu_failures++;
+    } else {
+        printf("graph_qkv      %-34s %ld fused QKV launches ok\n", shape, nq);
     }
     free(la); free(ln); free(le);
 }
@@ -1132,12 +1183,14 @@ int main(void) {
          * (run14: 4.0e-3 on D 2560, the only failure in 963 checks) */
         setenv("PAGELLM_CUDA_LT_TUNE", "0", 1);
         setenv("PAGELLM_CUDA_GEMM_PAIR", "0", 1);
+        setenv("PAGELLM_CUDA_FUSE_QKV", "0", 1);
         gg = make_cuda("graphs4", err);
         setenv("PAGELLM_CUDA_FUSE_PRO", "0", 1);
         Backend *gp = make_cuda("graphs4", err);
         unsetenv("PAGELLM_CUDA_FUSE_PRO");
         unsetenv("PAGELLM_CUDA_LT_TUNE");
         unsetenv("PAGELLM_CUDA_GEMM_PAIR");
+        unsetenv("PAGELLM_CUDA_FUSE_QKV");
         if (gg && gp) {
             test_graph_fused(gg, gp, c, 1, 1024, 3072);
             test_graph_fused(gg, gp, c, 3, 1024, 3072);
@@ -1157,6 +1210,19 @@ int main(void) {
             test_graph_pair(gg, "cuda-graphs-pairs", gp, g);
         } else {
             printf("cuda graphs backends (gemm pairs on / off): %s\n", err);
+            gpu_failures++;
+        }
+        if (gg) gg->ops->destroy(gg);
+        if (gp) gp->ops->destroy(gp);
+        setenv("PAGELLM_CUDA_FUSE_QKV", "2", 1);
+        gg = make_cuda("graphs", err);
+        setenv("PAGELLM_CUDA_FUSE_QKV", "0", 1);
+        gp = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_FUSE_QKV");
+        if (gg && gp) {
+            test_graph_qkv(gg, gp, g);
+        } else {
+            printf("cuda graphs backends (fused QKV on / off): %s\n", err);
             gpu_failures++;
         }
         if (gg) gg->ops->destroy(gg);

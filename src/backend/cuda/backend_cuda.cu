@@ -36,6 +36,57 @@ static void cu_free(Backend *b, void *p) {
     CUDA_CHECK(cudaFree(p));
 }
 
+/* ---------------- weight arena ---------------- */
+
+/* cu_weight_reserve: one allocation for the model's weights (backend.h weight_reserve), so that
+ * consecutive loads are adjacent: graph.cu runs a layer's q | k | v as one matmul when the three
+ * weights follow each other. Each tensor starts 256-byte aligned (the reservation counts that
+ * slack). Freed when its last tensor is (weights_off_backend frees them all) or at destroy. */
+static void cu_weight_reserve(Backend *b, int64_t elems, int count) {
+    CudaCtx *c = cuda_ctx(b);
+    if (c->warena || elems <= 0 || count <= 0) return;
+    cuda_graph_flush(c);
+    size_t bytes = (size_t)elems * sizeof(bf16) + (size_t)count * 256;
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) { /* each tensor allocates on its own instead */
+        cudaGetLastError();
+        LOG_W("cuda: no single %.2f GB weight allocation; weights allocated one by one (no fused QKV)",
+              bytes / 1e9);
+        return;
+    }
+    c->warena = (char *)p;
+    c->warena_cap = bytes;
+    c->warena_off = 0;
+    c->warena_live = 0;
+}
+
+static int in_arena(const CudaCtx *c, const void *p) {
+    return c->warena && (const char *)p >= c->warena && (const char *)p < c->warena + c->warena_cap;
+}
+
+/* Device memory for a weight of `bytes`: the arena's next slot while it has room, else its own. */
+static void *weight_alloc(Backend *b, size_t bytes) {
+    CudaCtx *c = cuda_ctx(b);
+    size_t need = (bytes + 255) & ~(size_t)255;
+    if (c->warena && c->warena_off + need <= c->warena_cap) {
+        void *p = c->warena + c->warena_off;
+        c->warena_off += need;
+        c->warena_live++;
+        return p;
+    }
+    return cu_alloc(b, bytes);
+}
+
+static void weight_dealloc(Backend *b, void *p) {
+    CudaCtx *c = cuda_ctx(b);
+    if (!p) return;
+    if (!in_arena(c, p)) { cu_free(b, p); return; }
+    if (--c->warena_live > 0) return;
+    cu_free(b, c->warena);
+    c->warena = NULL;
+    c->warena_cap = c->warena_off = 0;
+}
+
 static void cu_memset0(Backend *b, void *p, size_t bytes) {
     cuda_graph_flush(cuda_ctx(b));
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_ctx(b)->stream));
@@ -76,13 +127,13 @@ static int cu_weight_load(Backend *b, const Tensor *host, Tensor *dev, int dummy
     dev->data = NULL;
     int64_t n = tensor_numel(host);
     if (n <= 0) return pg_err(err, "cuda: tensor %s has no elements", host->name ? host->name : "?");
-    bf16 *d = (bf16 *)cu_alloc(b, (size_t)n * sizeof(bf16));
+    bf16 *d = (bf16 *)weight_alloc(b, (size_t)n * sizeof(bf16));
     if (!d)
         return pg_err(err, "cuda: out of device memory for tensor %s (%.1f MB)",
                       host->name ? host->name : "?", n * 2.0 / 1e6);
     if (!host->data) {
         if (!dummy) {
-            cudaFree(d);
+            weight_dealloc(b, d);
             return pg_err(err, "cuda: tensor %s has no data", host->name ? host->name : "?");
         }
         cuda_dummy_fill(c, d, n, seed, tensor_id, center, half_width);
@@ -92,7 +143,7 @@ static int cu_weight_load(Backend *b, const Tensor *host, Tensor *dev, int dummy
         size_t bytes = (size_t)n * dtype_size(host->dtype);
         void *tmp = cu_alloc(b, bytes);
         if (!tmp) {
-            cudaFree(d);
+            weight_dealloc(b, d);
             return pg_err(err, "cuda: out of device memory converting tensor %s",
                           host->name ? host->name : "?");
         }
@@ -101,7 +152,7 @@ static int cu_weight_load(Backend *b, const Tensor *host, Tensor *dev, int dummy
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         CUDA_CHECK(cudaFree(tmp));
     } else {
-        cudaFree(d);
+        weight_dealloc(b, d);
         return pg_err(err, "cuda: tensor %s has dtype %s; the CUDA backend takes bf16, f16 or f32",
                       host->name ? host->name : "?", dtype_name(host->dtype));
     }
@@ -111,7 +162,7 @@ static int cu_weight_load(Backend *b, const Tensor *host, Tensor *dev, int dummy
 }
 
 static void cu_weight_free(Backend *b, Tensor *dev) {
-    if (dev->data) cu_free(b, dev->data);
+    if (dev->data) weight_dealloc(b, dev->data);
     dev->data = NULL;
 }
 
@@ -445,6 +496,8 @@ static void cu_destroy(Backend *b) {
         cuda_gemm_free_plans(c);
         cuda_gemm_pair_free(c);
         if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->warena) cudaFree(c->warena); /* weights still loaded at destroy */
+        if (c->qkv_buf) cudaFree(c->qkv_buf);
         if (c->d_samp_in) cudaFree(c->d_samp_in);
         if (c->h_samp_in) cudaFreeHost(c->h_samp_in);
         if (c->d_samp_out) cudaFree(c->d_samp_out);
@@ -475,6 +528,7 @@ static const BackendOps CUDA_OPS = {
     cu_mem_total, cuda_capture_graphs,
     cuda_logits_device, cuda_logits_from_shards,
     cu_sample_launch, cu_sample_collect,
+    cu_weight_reserve,
 };
 
 extern "C" long backend_cuda_fused_launches(const Backend *b) {
@@ -483,6 +537,10 @@ extern "C" long backend_cuda_fused_launches(const Backend *b) {
 
 extern "C" long backend_cuda_pair_launches(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->pair_launches : 0;
+}
+
+extern "C" long backend_cuda_qkv_launches(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->qkv_launches : 0;
 }
 
 extern "C" long backend_cuda_step_tunes(const Backend *b) {
@@ -561,6 +619,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 1);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
+    c->fuse_qkv = env_int("PAGELLM_CUDA_FUSE_QKV", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

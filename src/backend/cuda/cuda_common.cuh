@@ -191,6 +191,11 @@ typedef struct CudaGraph {
 } CudaGraph;
 
 typedef struct CudaCtx {
+    /* the weight arena (backend_cuda.cu cu_weight_reserve): [warena, warena + warena_cap), the
+     * next free byte at warena_off, warena_live weights in it; NULL: none */
+    char *warena;
+    size_t warena_cap, warena_off;
+    int warena_live;
     int device;
     int num_sms;
     size_t smem_optin;
@@ -267,6 +272,14 @@ typedef struct CudaCtx {
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
+    int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (default 1: where timed faster; 2 always, 0
+                              never): a layer's q, k, v matmuls as one matmul over their adjacent
+                              weights into qkv_buf, read by the fused rope + KV store (graph.cu) */
+    struct { int rows, Nq, Nkv, K, use; float t_fused, t_sep; } qkv_plans[64];
+    int nqkv;
+    bf16 *qkv_buf;         /* [rows, Nq + 2 Nkv] of the fused QKV matmul */
+    size_t qkv_cap;        /* elements */
+    long qkv_launches;     /* fused QKV matmuls run_log issued (tests check > 0) */
     float *logits_f32;     /* [R, V] */
     size_t logits_cap;     /* floats */
     int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */
@@ -399,6 +412,12 @@ void cuda_kv_store(CudaCtx *c, void *kcache, void *vcache, const bf16 *k, const 
 void cuda_qk_norm_rope_store(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
                              const bf16 *kn, int Hq, int Hkv, int hd, float eps,
                              const RopeParams *rope, void *kcache, void *vcache);
+/* The same, reading q, k and v from qkv[T, ld] (each row: q's Hq heads, k's Hkv, v's Hkv; the
+ * output of graph.cu's fused QKV matmul) and writing them to q, k and v as the three matmuls
+ * and cuda_qk_norm_rope_store would have left them. */
+void cuda_qkv_norm_rope_store(CudaCtx *c, const bf16 *qkv, int ld, bf16 *q, bf16 *k, bf16 *v,
+                              const bf16 *qn, const bf16 *kn, int Hq, int Hkv, int hd, float eps,
+                              const RopeParams *rope, void *kcache, void *vcache);
 void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                     const void *vcache, int Hq, int Hkv, int hd);
 /* prefill_attn_v2.cu: the prefill chunks' part of cuda_attention (c->prefill_attn 2 or 3):

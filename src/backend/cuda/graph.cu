@@ -32,6 +32,8 @@
  * +add). Outputs that are then never written (the silu output, the norm output, the matmul
  * output that fed the add) must not be read later before being overwritten (buf_dead_after),
  * and only matmuls that would run as GEMVs anyway are fused (never cuBLASLt ones).
+ * try_fuse_qkv (PAGELLM_CUDA_FUSE_QKV): at batch sizes above GEMV_MAX_ROWS, a layer's q, k, v
+ * matmuls over adjacent weights become one matmul whose output the fused rope + KV store reads.
  * try_pair_matmuls (PAGELLM_CUDA_GEMM_PAIR): at batch sizes above GEMV_MAX_ROWS, the k/v and
  * gate/up matmul pairs (same x, same shape) become one cuBLASLt matmul of batch 2
  * (gemm_pair.cu) where that measured faster.
@@ -296,6 +298,108 @@ static int try_fuse_rope_store(CudaCtx *c, int i) {
     return 2;
 }
 
+/* ---------------- fused QKV (PAGELLM_CUDA_FUSE_QKV) ---------------- */
+
+/* The q, k, v matmuls of a layer as ONE matmul, where their weights lie one after the other
+ * (the CUDA backend's weight arena loads them in that order) and the three are followed by the
+ * fused qk_norm_rope + kv_store of their outputs: out qkv_buf[rows, Nq + 2 Nkv] = x @ [Wq; Wk;
+ * Wv]^T, then cuda_qkv_norm_rope_store reads q, k and v from its rows and leaves q, k and v as
+ * the unfused records would have (plus the cache rows). Why: at 256 rows the 8B shape's q
+ * projection alone is a grid of 64 output tiles and the k/v pair one of 32 (132 SMs), and each
+ * tile walks all of K: run14 timed q 19.1 us and the k/v pair 22.1 us, each about one tile's
+ * serial time. As one matmul of N 6144, the 96 tiles run in one wave. Decode graphs at row
+ * counts cuBLASLt runs only (the GEMV side already runs q, k, v as one multi-segment launch).
+ * Per shape (rows, Nq, Nkv, K), timed once outside captures: the fused matmul against q then the
+ * k/v pair (or k and v), the faster kept (PAGELLM_CUDA_FUSE_QKV=2: always fused, tests). */
+
+typedef struct QkvRun {
+    CudaCtx *c; int fused, rows, Nq, Nkv, K;
+    void *q, *k, *v; const bf16 *x, *wq, *wk, *wv;
+} QkvRun;
+static void qkv_run(void *arg) {
+    QkvRun *r = (QkvRun *)arg;
+    if (r->fused) {
+        cuda_gemm(r->c, r->c->qkv_buf, 0, r->x, r->wq, r->rows, r->Nq + 2 * r->Nkv, r->K);
+        return;
+    }
+    cuda_gemm(r->c, r->q, 0, r->x, r->wq, r->rows, r->Nq, r->K);
+    if (!cuda_gemm_pair(r->c, r->k, r->v, r->x, r->wk, r->wv, r->rows, r->Nkv, r->K)) {
+        cuda_gemm(r->c, r->k, 0, r->x, r->wk, r->rows, r->Nkv, r->K);
+        cuda_gemm(r->c, r->v, 0, r->x, r->wv, r->rows, r->Nkv, r->K);
+    }
+}
+
+/* Whether the fused matmul runs for this shape: the plan's choice, made (and timed) here on
+ * first sight outside a capture. -1: no plan and none can be made now. */
+static int qkv_plan_use(CudaCtx *c, QkvRun *r) {
+    for (int j = 0; j < c->nqkv; j++)
+        if (c->qkv_plans[j].rows == r->rows && c->qkv_plans[j].Nq == r->Nq &&
+            c->qkv_plans[j].Nkv == r->Nkv && c->qkv_plans[j].K == r->K)
+            return c->qkv_plans[j].use;
+    if (c->capturing || c->nqkv == (int)(sizeof c->qkv_plans / sizeof c->qkv_plans[0])) return -1;
+    int j = c->nqkv++;
+    c->qkv_plans[j].rows = r->rows; c->qkv_plans[j].Nq = r->Nq;
+    c->qkv_plans[j].Nkv = r->Nkv; c->qkv_plans[j].K = r->K;
+    if (c->fuse_qkv == 2) {
+        c->qkv_plans[j].use = 1;
+        return 1;
+    }
+    r->fused = 1;
+    const float tf = cuda_time_median_us(c, qkv_run, r);
+    r->fused = 0;
+    const float ts = cuda_time_median_us(c, qkv_run, r);
+    c->qkv_plans[j].t_fused = tf;
+    c->qkv_plans[j].t_sep = ts;
+    c->qkv_plans[j].use = tf < ts;
+    if (getenv("PAGELLM_CUDA_GEMM_LOG"))
+        fprintf(stderr, "gemm qkv rows=%d Nq=%d Nkv=%d K=%d: fused %.1f us, q + k/v %.1f us -> %s\n", r->rows,
+                r->Nq, r->Nkv, r->K, tf, ts, tf < ts ? "fused" : "separate");
+    return c->qkv_plans[j].use;
+}
+
+/* Returns the records consumed (0 or 5: the three matmuls, the rope and the KV store). */
+static int try_fuse_qkv(CudaCtx *c, int i) {
+    if (!c->fuse_qkv || !c->fuse_rope_store || i + 4 >= c->nlog) return 0;
+    const OpRec *a = &c->log[i], *b = &c->log[i + 1], *v = &c->log[i + 2], *r = &c->log[i + 3],
+                *s = &c->log[i + 4];
+    if (a->kind != OP_MATMUL || b->kind != OP_MATMUL || v->kind != OP_MATMUL || r->kind != OP_QKROPE ||
+        s->kind != OP_KVSTORE)
+        return 0;
+    const void *x = a->p[1];
+    const int rows = a->i[0], Nq = a->i[1], Nkv = b->i[1], K = a->i[2];
+    if (a->p[3] || b->p[3] || v->p[3] || b->p[1] != x || v->p[1] != x || b->i[0] != rows ||
+        v->i[0] != rows || b->i[2] != K || v->i[2] != K || v->i[1] != Nkv || rows <= GEMV_MAX_ROWS)
+        return 0;
+    const bf16 *wq = (const bf16 *)a->p[2], *wk = (const bf16 *)b->p[2], *wv = (const bf16 *)v->p[2];
+    if (wk != wq + (size_t)Nq * K || wv != wk + (size_t)Nkv * K) return 0; /* not adjacent */
+    void *q = (void *)a->p[0], *k = (void *)b->p[0], *vv = (void *)v->p[0];
+    if (q == x || k == x || vv == x || q == k || q == vv || k == vv) return 0;
+    /* the rope of exactly these q and k, then the store of this k and v */
+    const int Hq = r->i[0], Hkv = r->i[1], hd = r->i[2];
+    if (r->p[0] != q || r->p[1] != k || Hq * hd != Nq || Hkv * hd != Nkv || s->p[2] != k || s->p[3] != vv ||
+        s->i[0] != Hkv || s->i[1] != hd)
+        return 0;
+    const size_t need = (size_t)rows * (Nq + 2 * Nkv);
+    if (need > c->qkv_cap) {
+        if (c->capturing) return 0; /* the eager step before every capture grew it */
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (c->qkv_buf) CUDA_CHECK(cudaFree(c->qkv_buf));
+        CUDA_CHECK(cudaMalloc(&c->qkv_buf, need * sizeof(bf16)));
+        c->qkv_cap = need;
+        c->gen++; /* graphs baked the old buffer */
+    }
+    QkvRun run = {c, 0, rows, Nq, Nkv, K, q, k, vv, (const bf16 *)x, wq, wk, wv};
+    if (qkv_plan_use(c, &run) != 1) return 0;
+    run.fused = 1;
+    qkv_run(&run);
+    RopeParams rp = oprec_rope(r);
+    cuda_qkv_norm_rope_store(c, c->qkv_buf, Nq + 2 * Nkv, (bf16 *)q, (bf16 *)k, (bf16 *)vv,
+                             (const bf16 *)r->p[2], (const bf16 *)r->p[3], Hq, Hkv, hd, r->f, &rp,
+                             (void *)s->p[0], (void *)s->p[1]);
+    c->qkv_launches++;
+    return 5;
+}
+
 /* ---------------- prologue fusion (PAGELLM_CUDA_FUSE_PRO) ---------------- */
 
 /* Elements that record r writes to its p[0] and reads nowhere else (0: none, or p[0] is read
@@ -499,6 +603,7 @@ static void run_log(CudaCtx *c, int whole_step, int pro) {
     for (int i = 0; i < c->nlog;) {
         int used = try_fuse_pro(c, i, whole_step);
         if (!used) used = try_fuse_matmuls(c, i);
+        if (!used) used = try_fuse_qkv(c, i);
         if (!used) used = try_pair_matmuls(c, i);
         if (!used) used = try_fuse_rope_store(c, i);
         if (used) { i += used; continue; }

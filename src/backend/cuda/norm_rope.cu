@@ -5,7 +5,8 @@
  * computed once on the host per RopeParams (llama3 scaling included) and cached on the device;
  * the angle is float32 position * inv_freq as in HF, its cos/sin taken in double.
  * cuda_qk_norm_rope_store also does kv_store.cu's work in the same launch (graph.cu fuses an
- * OP_QKROPE followed by the OP_KVSTORE of its k). */
+ * OP_QKROPE followed by the OP_KVSTORE of its k); cuda_qkv_norm_rope_store reads q, k and v
+ * from the output of graph.cu's fused QKV matmul. */
 #include <math.h>
 #include <string.h>
 
@@ -25,18 +26,18 @@ __global__ void rope_table_kernel(float2 *tab, const int32_t *positions, const f
     tab[idx] = make_float2(rbf((float)cos(ang)), rbf((float)sin(ang)));
 }
 
-/* One head row x[hd] of token t, in place, by one warp: RMSNorm with weight w (none: NULL),
- * then rotary with the step's table row cs_row. With dst, the result is also stored there
- * (a paged-cache row: the fused KV store). */
+/* One head row of token t by one warp: RMSNorm of in[hd] with weight w (none: NULL), then
+ * rotary with the step's table row cs_row, written to x (in place when in == x). With dst, the
+ * result is also stored there (a paged-cache row: the fused KV store). */
 template <typename KV>
-__device__ __forceinline__ void norm_rope_row(bf16 *x, const bf16 *w, const float2 *cs_row, int hd,
-                                              float eps, int lane, KV *dst) {
+__device__ __forceinline__ void norm_rope_row(const bf16 *in, bf16 *x, const bf16 *w, const float2 *cs_row,
+                                              int hd, float eps, int lane, KV *dst) {
     int half = hd / 2;
     float rstd = 1.f;
     if (w) {
         float ss = 0.f;
         for (int i = lane; i < hd; i += 32) {
-            float v = __bfloat162float(x[i]);
+            float v = __bfloat162float(in[i]);
             ss += v * v;
         }
 #pragma unroll
@@ -44,7 +45,7 @@ __device__ __forceinline__ void norm_rope_row(bf16 *x, const bf16 *w, const floa
         rstd = rsqrtf(ss / (float)hd + eps);
     }
     for (int i = lane; i < half; i += 32) {
-        float a = __bfloat162float(x[i]), b = __bfloat162float(x[i + half]);
+        float a = __bfloat162float(in[i]), b = __bfloat162float(in[i + half]);
         if (w) {
             a = rbf(__bfloat162float(w[i]) * rbf(a * rstd));
             b = rbf(__bfloat162float(w[i + half]) * rbf(b * rstd));
@@ -72,16 +73,19 @@ __global__ void qk_norm_rope_kernel(bf16 *q, bf16 *k, const bf16 *qn, const bf16
     if (warp >= T * H) return;
     int t = warp / H, h = warp % H;
     bf16 *x = h < Hq ? q + ((int64_t)t * Hq + h) * hd : k + ((int64_t)t * Hkv + (h - Hq)) * hd;
-    norm_rope_row<bf16>(x, h < Hq ? qn : kn, tab + (int64_t)t * (hd / 2), hd, eps, lane, NULL);
+    norm_rope_row<bf16>(x, x, h < Hq ? qn : kn, tab + (int64_t)t * (hd / 2), hd, eps, lane, NULL);
 }
 
 /* qk_norm_rope_kernel and kv_store_kernel (kv_store.cu) in one launch: one warp per (token,
  * head) over Hq + 2 Hkv rows: q heads, k heads (normed, roped, written back and stored at the
- * token's slot) and v heads (stored). Same values and cache bytes as the two kernels. */
+ * token's slot) and v heads (stored). Same values and cache bytes as the two kernels.
+ * qkv != NULL (graph.cu's fused QKV matmul): q, k and v are read from the rows of qkv[T, ld]
+ * (q's Hq heads, then k's Hkv, then v's Hkv) instead, and written to q, k and v as the unfused
+ * matmuls would have left them (q and k normed and roped, v as is). */
 template <typename KV>
-__global__ void qk_norm_rope_store_kernel(bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
-                                          const bf16 *kn, const float2 *tab, KV *kc, KV *vc,
-                                          const int32_t *slots, int T, int Hq, int Hkv, int hd,
+__global__ void qk_norm_rope_store_kernel(bf16 *q, bf16 *k, bf16 *v, const bf16 *qkv, int ld,
+                                          const bf16 *qn, const bf16 *kn, const float2 *tab, KV *kc,
+                                          KV *vc, const int32_t *slots, int T, int Hq, int Hkv, int hd,
                                           float eps) {
     pdl_trigger(); /* see cuda_launch: launched with PDL */
     pdl_wait();
@@ -90,18 +94,26 @@ __global__ void qk_norm_rope_store_kernel(bf16 *q, bf16 *k, const bf16 *v, const
     if (warp >= T * H) return;
     int t = warp / H, h = warp % H;
     int64_t slot = slots[t];
+    const bf16 *row = qkv ? qkv + (int64_t)t * ld + (int64_t)h * hd : NULL; /* head h's source */
     if (h < Hq) {
-        norm_rope_row<KV>(q + ((int64_t)t * Hq + h) * hd, qn, tab + (int64_t)t * (hd / 2), hd, eps,
-                          lane, (KV *)NULL);
+        bf16 *x = q + ((int64_t)t * Hq + h) * hd;
+        norm_rope_row<KV>(row ? row : x, x, qn, tab + (int64_t)t * (hd / 2), hd, eps, lane, (KV *)NULL);
     } else if (h < Hq + Hkv) {
         int kh = h - Hq;
-        norm_rope_row<KV>(k + ((int64_t)t * Hkv + kh) * hd, kn, tab + (int64_t)t * (hd / 2), hd, eps,
-                          lane, slot >= 0 ? kc + (slot * Hkv + kh) * hd : (KV *)NULL);
-    } else if (slot >= 0) {
+        bf16 *x = k + ((int64_t)t * Hkv + kh) * hd;
+        norm_rope_row<KV>(row ? row : x, x, kn, tab + (int64_t)t * (hd / 2), hd, eps, lane,
+                          slot >= 0 ? kc + (slot * Hkv + kh) * hd : (KV *)NULL);
+    } else {
         int vh = h - Hq - Hkv;
-        const bf16 *src = v + ((int64_t)t * Hkv + vh) * hd;
-        KV *dst = vc + (slot * Hkv + vh) * hd;
-        for (int i = lane; i < hd; i += 32) kv_put1(dst + i, src[i]);
+        bf16 *x = v + ((int64_t)t * Hkv + vh) * hd;
+        const bf16 *src = row ? row : x;
+        KV *dst = slot >= 0 ? vc + (slot * Hkv + vh) * hd : (KV *)NULL;
+        if (!row && !dst) return; /* a padding row: nothing to store, v already in place */
+        for (int i = lane; i < hd; i += 32) {
+            bf16 e = src[i];
+            if (row) x[i] = e;
+            if (dst) kv_put1(dst + i, e);
+        }
     }
 }
 
@@ -183,20 +195,27 @@ void cuda_qk_norm_rope(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *qn, const bf16 
     CUDA_LAUNCH_CHECK(c);
 }
 
-void cuda_qk_norm_rope_store(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
-                             const bf16 *kn, int Hq, int Hkv, int hd, float eps,
-                             const RopeParams *rope, void *kcache, void *vcache) {
+void cuda_qkv_norm_rope_store(CudaCtx *c, const bf16 *qkv, int ld, bf16 *q, bf16 *k, bf16 *v,
+                              const bf16 *qn, const bf16 *kn, int Hq, int Hkv, int hd, float eps,
+                              const RopeParams *rope, void *kcache, void *vcache) {
     if (c->T <= 0) return;
     rope_table_ensure(c, hd, rope);
     long long warps = (long long)c->T * (Hq + 2 * Hkv);
     dim3 grid(cdiv(warps * 32, 256));
     if (c->kv_fp8)
-        cuda_launch(c, qk_norm_rope_store_kernel<fp8>, grid, dim3(256), 0, q, k, v, qn, kn,
+        cuda_launch(c, qk_norm_rope_store_kernel<fp8>, grid, dim3(256), 0, q, k, v, qkv, ld, qn, kn,
                     (const float2 *)c->rope_tab, (fp8 *)kcache, (fp8 *)vcache,
                     (const int32_t *)c->dev.slot_mapping, c->T, Hq, Hkv, hd, eps);
     else
-        cuda_launch(c, qk_norm_rope_store_kernel<bf16>, grid, dim3(256), 0, q, k, v, qn, kn,
+        cuda_launch(c, qk_norm_rope_store_kernel<bf16>, grid, dim3(256), 0, q, k, v, qkv, ld, qn, kn,
                     (const float2 *)c->rope_tab, (bf16 *)kcache, (bf16 *)vcache,
                     (const int32_t *)c->dev.slot_mapping, c->T, Hq, Hkv, hd, eps);
     CUDA_LAUNCH_CHECK(c);
+}
+
+void cuda_qk_norm_rope_store(CudaCtx *c, bf16 *q, bf16 *k, const bf16 *v, const bf16 *qn,
+                             const bf16 *kn, int Hq, int Hkv, int hd, float eps,
+                             const RopeParams *rope, void *kcache, void *vcache) {
+    /* v is only read (qkv == NULL) */
+    cuda_qkv_norm_rope_store(c, NULL, 0, q, k, (bf16 *)v, qn, kn, Hq, Hkv, hd, eps, rope, kcache, vcache);
 }
