@@ -6,7 +6,7 @@
 #   OUT=/some/dir scripts/gpu_check.sh [--no-hf] [--shapes "8b 4b 0.6b"] [--quick] [--fast] [--ncu]
 #                                      [--no-model] [--model-shapes 0.6b,8b] [--engine] [--ncu-step]
 # --ncu-step: Nsight Compute's kernel times of two graph-replayed 8B decode steps at NCU_STEP_BS
-# rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt).
+# rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt; NCU_STEP_KV=bf16: bf16 only).
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
 # --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), lt_search.cu (cuBLASLt configured by
@@ -405,7 +405,8 @@ fi
 # 256) and context 768, bf16 and fp8 KV (the bench's --ncu-steps brackets exactly those replays
 # with cudaProfilerStart/Stop): where the batched step's time goes, kernel by kernel
 if [ $NCU_STEP -eq 1 ] && command -v ncu >/dev/null && budget_ok 150; then
-  for kv in "" --kv-fp8; do
+  for kv in ${NCU_STEP_KV-"" --kv-fp8}; do
+    [ "$kv" = bf16 ] && kv=""
     f="$OUT/ncu_step${NCU_STEP_BS:-256}${kv:+-fp8}"
     timeout 150 ncu --clock-control none --graph-profiling node --profile-from-start off \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv --print-units base \

@@ -196,8 +196,9 @@ static double now_s(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* Each shape's search stops after this many seconds (the full enumeration is cut first). */
-static const double SHAPE_BUDGET_S = 10.0;
+/* Each shape's search stops after this many seconds (the full enumeration is cut first);
+ * LT_SEARCH_BUDGET_S overrides. */
+static double SHAPE_BUDGET_S = 10.0;
 
 static void search(cublasLtHandle_t lt, Shape s) {
     const double t0 = now_s();
@@ -339,6 +340,7 @@ static void grouped_qkv(int rows) {
 int main(int argc, char **argv) {
     cublasLtHandle_t lt;
     LK(cublasLtCreate(&lt));
+    if (getenv("LT_SEARCH_BUDGET_S")) SHAPE_BUDGET_S = atof(getenv("LT_SEARCH_BUDGET_S"));
     if (argc >= 5) {
         for (int i = 1; i + 3 < argc; i += 4) {
             Shape s = {atoi(argv[i]), atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]), "arg"};
