@@ -81,6 +81,12 @@ static void net_load(Net *n, Backend *b, const Shape *s, int max_T) {
     n->b = b;
     n->max_T = max_T;
     int D = s->D, F = s->F, qd = s->Hq * s->hd, kd = s->Hkv * s->hd;
+    if (b->ops->weight_reserve) { /* as model.c: one allocation in load order (fused QKV) */
+        int64_t per_layer = 2 * (int64_t)D + (int64_t)(qd + 2 * kd) * D + 2 * s->hd + (int64_t)D * qd +
+                            3 * (int64_t)F * D;
+        b->ops->weight_reserve(b, (s->tied ? 1 : 2) * (int64_t)s->V * D + D + s->L * per_layer,
+                               (s->tied ? 2 : 3) + 11 * s->L);
+    }
     load_w(n, &n->embed, 2, s->V, D, 0, 1.0f);
     n->layers = calloc(s->L, sizeof(Layer));
     for (int l = 0; l < s->L; l++) {
