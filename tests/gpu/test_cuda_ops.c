@@ -703,12 +703,10 @@ static void test_graph_decode(Backend *graphs, Backend *eager, const char *label
     free(la); free(le);
 }
 
-/* gemm_pair.cu in decode graphs: 48 sequences (rows above GEMV_MAX_ROWS: cuBLASLt), where the
- * k/v and gate/up matmuls run as one batched cuBLASLt matmul each ("pairs": forced with
- * PAGELLM_CUDA_GEMM_PAIR=2; "nopairs": =0). A prefill of 2 tokens per sequence, then 4 decode
- * steps through graphs: both backends' logits within the bf16 bound of the eager backend's,
- * batched launches issued by "pairs" and none by "nopairs". */
-static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *nopairs, Backend *eager) {
+/* A graph rewrite on ("on") and off ("off") against the eager backend: 48 sequences (rows above
+ * GEMV_MAX_ROWS: cuBLASLt), a prefill of 2 tokens each, then 4 decode steps through graphs on
+ * the same Mini weights; the worst relative logits error of each against eager. */
+static void graph_ab_48(Backend *on, Backend *off, Backend *eager, double *worst_on, double *worst_off) {
     enum { S = 48, MB = 2, STEPS = 4, V = 2000 };
     int ctx[S], ch[S];
     int32_t bt[S * MB], tok[2 * S], pos[2 * S], slot[2 * S], qs[S + 1], sl[S], lr[S];
@@ -716,81 +714,64 @@ static void test_graph_pair(Backend *pairs, const char *pairs_label, Backend *no
     for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
     uint64_t seed = rng_next(&RNG);
     Mini a, n, e;
-    mini_init(&a, pairs, seed, 2 * S, S * MB * 16);
-    mini_init(&n, nopairs, seed, 2 * S, S * MB * 16);
+    mini_init(&a, on, seed, 2 * S, S * MB * 16);
+    mini_init(&n, off, seed, 2 * S, S * MB * 16);
     mini_init(&e, eager, seed, 2 * S, S * MB * 16);
     float *la = xmalloc(4 * S * V), *ln = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
-    double worst_a = 0, worst_n = 0;
+    *worst_on = *worst_off = 0;
     for (int st = 0; st <= STEPS; st++) {
         BatchMeta m;
         mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
         for (int i = 0; i < S * V; i++) la[i] = ln[i] = le[i] = NAN;
-        mini_forward(&a, pairs, &m, la);
-        mini_forward(&n, nopairs, &m, ln);
+        mini_forward(&a, on, &m, la);
+        mini_forward(&n, off, &m, ln);
         mini_forward(&e, eager, &m, le);
         double ea = rel_err_f(la, le, (size_t)S * V), en = rel_err_f(ln, le, (size_t)S * V);
-        if (ea > worst_a) worst_a = ea;
-        if (en > worst_n) worst_n = en;
+        if (ea > *worst_on) *worst_on = ea;
+        if (en > *worst_off) *worst_off = en;
         for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
-    }
-    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_pair", shape, &(NamedBackend){pairs_label, pairs}, worst_a, 1e-2);
-    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-nopairs", nopairs}, worst_n, 1e-2);
-    long np = backend_cuda_pair_launches(pairs), nn = backend_cuda_pair_launches(nopairs);
-    checks++;
-    if (np <= 0 || nn != 0) {
-        printf("FAIL graph_pair %s: %ld batched pair launches (want > 0), %ld with the pairs off (want 0)\n",
-               pairs_label, np, nn);
-        gpu_failures++;
-    } else {
-        printf("graph_pair     %-34s %ld batched pair launches ok\n", shape, np);
     }
     free(la); free(ln); free(le);
 }
 
-/* graph.cu's fused QKV in decode graphs: 48 sequences (cuBLASLt rows), the q, k, v matmuls of
- * each layer as one matmul over their adjacent weights (the backend's weight arena) whose
- * output the fused rope + KV store reads ("qkv": forced with PAGELLM_CUDA_FUSE_QKV=2; "noqkv":
- * =0). A prefill of 2 tokens per sequence, then 4 decode steps through graphs: both backends'
- * logits within the bf16 bound of the eager backend's (which also checks the cache rows and
- * the q written for attention), fused launches issued by "qkv" and none by "noqkv". */
-static void test_graph_qkv(Backend *qkv, Backend *noqkv, Backend *eager) {
-    enum { S = 48, MB = 2, STEPS = 4, V = 2000 };
-    int ctx[S], ch[S];
-    int32_t bt[S * MB], tok[2 * S], pos[2 * S], slot[2 * S], qs[S + 1], sl[S], lr[S];
-    for (int s = 0; s < S; s++) { ctx[s] = 0; ch[s] = 2; }
-    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
-    uint64_t seed = rng_next(&RNG);
-    Mini a, n, e;
-    mini_init(&a, qkv, seed, 2 * S, S * MB * 16);
-    mini_init(&n, noqkv, seed, 2 * S, S * MB * 16);
-    mini_init(&e, eager, seed, 2 * S, S * MB * 16);
-    float *la = xmalloc(4 * S * V), *ln = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
-    double worst_a = 0, worst_n = 0;
-    for (int st = 0; st <= STEPS; st++) {
-        BatchMeta m;
-        mini_step(&m, S, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
-        for (int i = 0; i < S * V; i++) la[i] = ln[i] = le[i] = NAN;
-        mini_forward(&a, qkv, &m, la);
-        mini_forward(&n, noqkv, &m, ln);
-        mini_forward(&e, eager, &m, le);
-        double ea = rel_err_f(la, le, (size_t)S * V), en = rel_err_f(ln, le, (size_t)S * V);
-        if (ea > worst_a) worst_a = ea;
-        if (en > worst_n) worst_n = en;
-        for (int s = 0; s < S; s++) { ctx[s] += ch[s]; ch[s] = 1; }
-    }
-    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-qkv", qkv}, worst_a, 1e-2);
-    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-noqkv", noqkv}, worst_n, 1e-2);
-    long nq = backend_cuda_qkv_launches(qkv), nn = backend_cuda_qkv_launches(noqkv);
+/* Counts of a rewrite's launches on its "on" backend (want > 0) and "off" backend (want 0). */
+static void check_launches(const char *test, const char *what, long on, long off) {
     checks++;
-    if (nq <= 0 || nn != 0) {
-        printf("FAIL graph_qkv: %ld fused QKV launches (want > 0), %ld with the fusion off (want 0)\n", nq, nn);
+    if (on <= 0 || off != 0) {
+        printf("FAIL %s: %ld %s (want > 0), %ld with it off (want 0)\n", test, on, what, off);
         gpu_failures++;
     } else {
-        printf("graph_qkv      %-34s %ld fused QKV launches ok\n", shape, nq);
+        printf("%-14s %-34s %ld %s ok\n", test, "48 seqs, 4 decode steps", on, what);
     }
-    free(la); free(ln); free(le);
+}
+
+/* gemm_pair.cu in decode graphs: the k/v and gate/up matmuls as one batched cuBLASLt matmul each
+ * ("pairs": forced with PAGELLM_CUDA_GEMM_PAIR=2; "nopairs": =0), graph_ab_48: both backends'
+ * logits within the bf16 bound of the eager backend's, batched launches issued by "pairs" and
+ * none by "nopairs". */
+static void test_graph_pair(Backend *pairs, Backend *nopairs, Backend *eager) {
+    double wa, wn;
+    graph_ab_48(pairs, nopairs, eager, &wa, &wn);
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-pairs", pairs}, wa, 1e-2);
+    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-nopairs", nopairs}, wn, 1e-2);
+    check_launches("graph_pair", "batched pair launches", backend_cuda_pair_launches(pairs),
+                   backend_cuda_pair_launches(nopairs));
+}
+
+/* graph.cu's fused QKV in decode graphs: the q, k, v matmuls of each layer as one matmul over
+ * their adjacent weights (the backend's weight arena) whose output the fused rope + KV store
+ * reads ("qkv": forced with PAGELLM_CUDA_FUSE_QKV=2; "noqkv": =0), graph_ab_48: both backends'
+ * logits within the bf16 bound of the eager backend's (which also checks the cache rows and the
+ * q written for attention), fused launches issued by "qkv" and none by "noqkv". */
+static void test_graph_qkv(Backend *qkv, Backend *noqkv, Backend *eager) {
+    double wa, wn;
+    graph_ab_48(qkv, noqkv, eager, &wa, &wn);
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-qkv", qkv}, wa, 1e-2);
+    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-noqkv", noqkv}, wn, 1e-2);
+    check_launches("graph_qkv", "fused QKV launches", backend_cuda_qkv_launches(qkv),
+                   backend_cuda_qkv_launches(noqkv));
 }
 
 /* gemm.cu's plan lending: a new row count outside a graph step takes the choices of a timed
@@ -1201,32 +1182,25 @@ int main(void) {
         }
         if (gg) gg->ops->destroy(gg);
         if (gp) gp->ops->destroy(gp);
-        setenv("PAGELLM_CUDA_GEMM_PAIR", "2", 1);
-        gg = make_cuda("graphs", err);
-        setenv("PAGELLM_CUDA_GEMM_PAIR", "0", 1);
-        gp = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_GEMM_PAIR");
-        if (gg && gp) {
-            test_graph_pair(gg, "cuda-graphs-pairs", gp, g);
-        } else {
-            printf("cuda graphs backends (gemm pairs on / off): %s\n", err);
-            gpu_failures++;
+        /* graph rewrites forced on (2) and off (0), each pair of fresh graphs backends against
+         * the eager one */
+        static const struct { const char *var; void (*test)(Backend *, Backend *, Backend *); } ab[] = {
+            {"PAGELLM_CUDA_GEMM_PAIR", test_graph_pair}, {"PAGELLM_CUDA_FUSE_QKV", test_graph_qkv}};
+        for (size_t i = 0; i < sizeof ab / sizeof ab[0]; i++) {
+            setenv(ab[i].var, "2", 1);
+            gg = make_cuda("graphs", err);
+            setenv(ab[i].var, "0", 1);
+            gp = make_cuda("graphs", err);
+            unsetenv(ab[i].var);
+            if (gg && gp) {
+                ab[i].test(gg, gp, g);
+            } else {
+                printf("cuda graphs backends (%s 2 / 0): %s\n", ab[i].var, err);
+                gpu_failures++;
+            }
+            if (gg) gg->ops->destroy(gg);
+            if (gp) gp->ops->destroy(gp);
         }
-        if (gg) gg->ops->destroy(gg);
-        if (gp) gp->ops->destroy(gp);
-        setenv("PAGELLM_CUDA_FUSE_QKV", "2", 1);
-        gg = make_cuda("graphs", err);
-        setenv("PAGELLM_CUDA_FUSE_QKV", "0", 1);
-        gp = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_FUSE_QKV");
-        if (gg && gp) {
-            test_graph_qkv(gg, gp, g);
-        } else {
-            printf("cuda graphs backends (fused QKV on / off): %s\n", err);
-            gpu_failures++;
-        }
-        if (gg) gg->ops->destroy(gg);
-        if (gp) gp->ops->destroy(gp);
         /* each on a fresh graphs backend, against the eager one */
         void (*const on_fresh[])(Backend *, Backend *) = {test_graph_buckets, test_graph_retime};
         for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {
