@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
     char err[PG_ERR_LEN] = "";
     BackendOptions bo = {0};
     bo.kv_dtype = DT_COUNT;
+    setenv("PAGELLM_CUDA_SAMPLE_PLAIN", "1", 1); /* the one-pass plain path, whatever the default */
     Backend *b = backend_new("cuda", &bo, err);
     if (!b) { fprintf(stderr, "backend: %s\n", err); return 1; }
     if (!b->ops->sample) { fprintf(stderr, "FAIL: the cuda backend has no sample op\n"); return 1; }

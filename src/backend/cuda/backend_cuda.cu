@@ -620,6 +620,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 1);
     c->fuse_rope_store = env_int("PAGELLM_CUDA_FUSE_KV", 1);
     c->fuse_qkv = env_int("PAGELLM_CUDA_FUSE_QKV", 1);
+    c->sample_plain = env_int("PAGELLM_CUDA_SAMPLE_PLAIN", 1);
     c->profile = env_int("PAGELLM_CUDA_PROFILE", 0);
     if (c->profile) {
         CUDA_CHECK(cudaEventCreate(&c->prof_e0));

@@ -272,6 +272,8 @@ typedef struct CudaCtx {
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
+    int sample_plain;      /* PAGELLM_CUDA_SAMPLE_PLAIN (default 1): plain categorical rows take
+                              sample.cu's one-pass path */
     int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (default 1: where timed faster; 2 always, 0
                               never): a layer's q, k, v matmuls as one matmul over their adjacent
                               weights into qkv_buf, read by the fused rope + KV store (graph.cu) */

@@ -525,7 +525,7 @@ __device__ int top_raw(SampleShared *sh, const float *x, int V, float mraw, int 
 __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restrict__ logits,
         float *__restrict__ work, int V, const SampleRow *__restrict__ rows,
         const LogitEdit *__restrict__ edits, const uint32_t *__restrict__ masks, int mask_words,
-        SampleOut *__restrict__ out, int32_t *__restrict__ tok_out) {
+        SampleOut *__restrict__ out, int32_t *__restrict__ tok_out, int plain_ok) {
     __shared__ SampleShared sh;
     const int row = blockIdx.x;
     const SampleRow r = rows[row];
@@ -543,7 +543,7 @@ __global__ void __launch_bounds__(SB_THREADS) sample_kernel(const float *__restr
     }
 
     const bool greedy = r.temperature < 1e-5f;
-    const bool plain = !greedy && r.edit_end == r.edit_begin && r.mask_index < 0 && !r.top_k &&
+    const bool plain = plain_ok && !greedy && r.edit_end == r.edit_begin && r.mask_index < 0 && !r.top_k &&
                        r.top_p >= 1.0f && r.log_min_p == -INFINITY;
     const float *x = raw;
     if (!plain && (!greedy || r.edit_end > r.edit_begin || r.mask_index >= 0)) {
@@ -649,7 +649,8 @@ int cuda_sample_enqueue(CudaCtx *c, const SampleBatch *sb, void **h_in, size_t *
     char *d = (char *)c->d_samp_in;
     sample_kernel<<<R, SB_THREADS, 0, c->stream>>>(c->logits_f32, c->samp_work, V, (const SampleRow *)d,
                                                    (const LogitEdit *)(d + off_e), (const uint32_t *)(d + off_m),
-                                                   sb->mask_words, (SampleOut *)*d_out, tok_out);
+                                                   sb->mask_words, (SampleOut *)*d_out, tok_out,
+                                                   c->sample_plain);
     CUDA_LAUNCH_CHECK(c);
     CUDA_CHECK(cudaMemcpyAsync(*h_out, *d_out, out_b, cudaMemcpyDeviceToHost, c->stream));
     return 0;
