@@ -272,10 +272,10 @@ typedef struct CudaCtx {
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
-    int sample_plain;      /* PAGELLM_CUDA_SAMPLE_PLAIN (default 1): plain categorical rows take
-                              sample.cu's one-pass path */
-    int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (default 1: where timed faster; 2 always, 0
-                              never): a layer's q, k, v matmuls as one matmul over their adjacent
+    int sample_plain;      /* PAGELLM_CUDA_SAMPLE_PLAIN (default 0 until measured; 1 on): plain
+                              categorical rows take sample.cu's one-pass path */
+    int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (default 0 until measured; 1 where timed faster,
+                              2 always): a layer's q, k, v matmuls as one matmul over their adjacent
                               weights into qkv_buf, read by the fused rope + KV store (graph.cu) */
     struct { int rows, Nq, Nkv, K, use; float t_fused, t_sep; } qkv_plans[64];
     int nqkv;
