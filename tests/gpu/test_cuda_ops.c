@@ -734,44 +734,38 @@ static void graph_ab_48(Backend *on, Backend *off, Backend *eager, double *worst
     free(la); free(ln); free(le);
 }
 
-/* Counts of a rewrite's launches on its "on" backend (want > 0) and "off" backend (want 0). */
-static void check_launches(const char *test, const char *what, long on, long off) {
+/* A graph rewrite forced on (its variable = 2) and off (= 0), each on a fresh graphs backend:
+ * graph_ab_48's logits of both within the bf16 bound of the eager backend's, and launches of the
+ * rewrite counted by the on backend (want > 0) and none by the off one.
+ *   graph_pair: gemm_pair.cu's k/v and gate/up matmuls as one batched cuBLASLt matmul each;
+ *   graph_qkv: graph.cu's fused QKV, the q, k, v matmuls of each layer as one matmul over their
+ *     adjacent weights (the backend's weight arena) whose output the fused rope + KV store reads
+ *     (the logits check covers the cache rows and the q written for attention). */
+typedef struct GraphRewrite {
+    const char *test, *var, *on_label, *off_label, *what;
+    long (*launches)(const Backend *b);
+} GraphRewrite;
+static const GraphRewrite REWRITES[] = {
+    {"graph_pair", "PAGELLM_CUDA_GEMM_PAIR", "cuda-graphs-pairs", "cuda-graphs-nopairs",
+     "batched pair launches", backend_cuda_pair_launches},
+    {"graph_qkv", "PAGELLM_CUDA_FUSE_QKV", "cuda-graphs-qkv", "cuda-graphs-noqkv", "fused QKV launches",
+     backend_cuda_qkv_launches},
+};
+
+static void test_graph_rewrite(const GraphRewrite *t, Backend *on, Backend *off, Backend *eager) {
+    double wa, wn;
+    graph_ab_48(on, off, eager, &wa, &wn);
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report(t->test, shape, &(NamedBackend){t->on_label, on}, wa, 1e-2);
+    report(t->test, shape, &(NamedBackend){t->off_label, off}, wn, 1e-2);
+    const long n_on = t->launches(on), n_off = t->launches(off);
     checks++;
-    if (on <= 0 || off != 0) {
-        printf("FAIL %s: %ld %s (want > 0), %ld with it off (want 0)\n", test, on, what, off);
+    if (n_on <= 0 || n_off != 0) {
+        printf("FAIL %s: %ld %s (want > 0), %ld with it off (want 0)\n", t->test, n_on, t->what, n_off);
         gpu_failures++;
     } else {
-        printf("%-14s %-34s %ld %s ok\n", test, "48 seqs, 4 decode steps", on, what);
+        printf("%-14s %-34s %ld %s ok\n", t->test, shape, n_on, t->what);
     }
-}
-
-/* gemm_pair.cu in decode graphs: the k/v and gate/up matmuls as one batched cuBLASLt matmul each
- * ("pairs": forced with PAGELLM_CUDA_GEMM_PAIR=2; "nopairs": =0), graph_ab_48: both backends'
- * logits within the bf16 bound of the eager backend's, batched launches issued by "pairs" and
- * none by "nopairs". */
-static void test_graph_pair(Backend *pairs, Backend *nopairs, Backend *eager) {
-    double wa, wn;
-    graph_ab_48(pairs, nopairs, eager, &wa, &wn);
-    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-pairs", pairs}, wa, 1e-2);
-    report("graph_pair", shape, &(NamedBackend){"cuda-graphs-nopairs", nopairs}, wn, 1e-2);
-    check_launches("graph_pair", "batched pair launches", backend_cuda_pair_launches(pairs),
-                   backend_cuda_pair_launches(nopairs));
-}
-
-/* graph.cu's fused QKV in decode graphs: the q, k, v matmuls of each layer as one matmul over
- * their adjacent weights (the backend's weight arena) whose output the fused rope + KV store
- * reads ("qkv": forced with PAGELLM_CUDA_FUSE_QKV=2; "noqkv": =0), graph_ab_48: both backends'
- * logits within the bf16 bound of the eager backend's (which also checks the cache rows and the
- * q written for attention), fused launches issued by "qkv" and none by "noqkv". */
-static void test_graph_qkv(Backend *qkv, Backend *noqkv, Backend *eager) {
-    double wa, wn;
-    graph_ab_48(qkv, noqkv, eager, &wa, &wn);
-    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-qkv", qkv}, wa, 1e-2);
-    report("graph_qkv", shape, &(NamedBackend){"cuda-graphs-noqkv", noqkv}, wn, 1e-2);
-    check_launches("graph_qkv", "fused QKV launches", backend_cuda_qkv_launches(qkv),
-                   backend_cuda_qkv_launches(noqkv));
 }
 
 /* gemm.cu's plan lending: a new row count outside a graph step takes the choices of a timed
@@ -1184,18 +1178,17 @@ int main(void) {
         if (gp) gp->ops->destroy(gp);
         /* graph rewrites forced on (2) and off (0), each pair of fresh graphs backends against
          * the eager one */
-        static const struct { const char *var; void (*test)(Backend *, Backend *, Backend *); } ab[] = {
-            {"PAGELLM_CUDA_GEMM_PAIR", test_graph_pair}, {"PAGELLM_CUDA_FUSE_QKV", test_graph_qkv}};
-        for (size_t i = 0; i < sizeof ab / sizeof ab[0]; i++) {
-            setenv(ab[i].var, "2", 1);
+        for (size_t i = 0; i < sizeof REWRITES / sizeof REWRITES[0]; i++) {
+            const GraphRewrite *t = &REWRITES[i];
+            setenv(t->var, "2", 1);
             gg = make_cuda("graphs", err);
-            setenv(ab[i].var, "0", 1);
+            setenv(t->var, "0", 1);
             gp = make_cuda("graphs", err);
-            unsetenv(ab[i].var);
+            unsetenv(t->var);
             if (gg && gp) {
-                ab[i].test(gg, gp, g);
+                test_graph_rewrite(t, gg, gp, g);
             } else {
-                printf("cuda graphs backends (%s 2 / 0): %s\n", ab[i].var, err);
+                printf("cuda graphs backends (%s 2 / 0): %s\n", t->var, err);
                 gpu_failures++;
             }
             if (gg) gg->ops->destroy(gg);
