@@ -324,7 +324,7 @@ if [ $DEV -eq 1 ]; then
   has_tool() { [[ " ${DEV_TOOLS:-read_bw lt_search gemv gemm_wgmma} " == *" $1 "* ]]; }
   # the card's read-only bandwidth beside its copy bandwidth (the floors use the copy)
   if has_tool read_bw; then
-    nvcc "${NVFLAGS[@]}" dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
+    nvcc "${NVFLAGS[@]}" -Itests/gpu dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
       timeout 60 $B/read_bw 2>&1 | tee "$OUT/read_bw.log" | tee -a "$OUT/bench.log"
   fi
   # cuBLASLt configured by hand (split-K, reduction schemes, every tile) vs the heuristic's

@@ -7,14 +7,18 @@
  * may run faster than a copy: if it does, "decode attention at 96% of copy bandwidth" overstates
  * how close that kernel is to its own floor.
  *
- * What it times (2 GiB buffer, 3 warm-ups, median of 15, CUDA events):
- *   copy   cudaMemcpyAsync device to device, (read + written) / time (the floors' definition);
- *   read   a grid-stride kernel, 16-byte loads, U loads in flight per thread, one xor per block
- *          written out (so the loads cannot be dropped), for several grid and unroll settings.
- * Build (as gpu_check.sh --dev does): nvcc -O3 -gencode=arch=compute_90a,code=sm_90a read_bw.cu */
+ * What it times:
+ *   copy   tests/gpu/gpu_bw.h's copy_bandwidth_TBps, the floors' own measurement;
+ *   read   a grid-stride kernel over 2 GiB, 16-byte loads, U loads in flight per thread, one xor
+ *          per block written out (so the loads cannot be dropped), for several grid and unroll
+ *          settings (3 warm-ups, median of 15, CUDA events).
+ * Build (as gpu_check.sh --dev does):
+ *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -Itests/gpu dev/cuda/read_bw.cu */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "gpu_bw.h"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
     fprintf(stderr, "read_bw: %s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
@@ -68,13 +72,12 @@ static double read_TBps(const uint4 *p, size_t n, unsigned *out, int blocks, int
 
 int main(void) {
     size_t bytes = 2ull << 30, n = bytes / 16;
-    void *a, *c;
+    double copy = copy_bandwidth_TBps();
+    void *a;
     unsigned *out;
-    CHECK(cudaMalloc(&a, bytes)); CHECK(cudaMalloc(&c, bytes)); CHECK(cudaMalloc(&out, 1 << 20));
+    CHECK(cudaMalloc(&a, bytes)); CHECK(cudaMalloc(&out, 1 << 20));
     CHECK(cudaMemset(a, 0x3c, bytes));
     int sms; CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    float cms = time_ms([&] { cudaMemcpyAsync(c, a, bytes, cudaMemcpyDeviceToDevice); });
-    double copy = 2.0 * bytes / (cms * 1e-3) / 1e12;
     printf("read_bw: copy %.3f TB/s (read + written, the floors' definition)\n", copy);
     double best = 0;
     const int per_sm[] = {1, 2, 4, 8};
@@ -93,6 +96,6 @@ int main(void) {
             if (r8 > best) best = r8;
         }
     printf("read_bw: best read %.3f TB/s = %.3fx copy\n", best, best / copy);
-    CHECK(cudaFree(a)); CHECK(cudaFree(c)); CHECK(cudaFree(out));
+    CHECK(cudaFree(a)); CHECK(cudaFree(out));
     return 0;
 }

@@ -171,8 +171,8 @@ typedef struct BackendOps {
     /* --- optional, start-up (NULL: nothing to do). Kept last so positional tables stay valid.
      * Called once before the weight_load calls of a whole model: `count` tensors of `elems`
      * elements in all follow. The backend may place them in one allocation, in load order (the
-     * CUDA backend does, so that a layer's q | k | v and gate | up are adjacent and graph.cu can
-     * run each group as one matmul). Loads past what was reserved, or after a failed
+     * CUDA backend does with PAGELLM_CUDA_FUSE_QKV on, so that a layer's q | k | v are adjacent
+     * and graph.cu can run them as one matmul). Loads past what was reserved, or after a failed
      * reservation, allocate on their own as before. --- */
     void (*weight_reserve)(Backend *b, int64_t elems, int count);
 } BackendOps;

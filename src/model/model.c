@@ -94,14 +94,8 @@ static int weights_to_backend(Model *m, uint64_t seed, char *err) {
     memset(&d->lm_head, 0, sizeof d->lm_head);
     int slots = weights_num_slots(h->num_layers);
     if (m->be->ops->weight_reserve) { /* one allocation in load order (see backend.h) */
-        int64_t elems = 0;
         int count = 0;
-        for (int id = 0; id < slots; id++) {
-            const Tensor *ht = weights_slot(h, id);
-            if (!tensor_present(ht) || (id == slots - 1 && h->tied)) continue;
-            elems += tensor_numel(ht);
-            count++;
-        }
+        int64_t elems = weights_numel(h, &count);
         m->be->ops->weight_reserve(m->be, elems, count);
     }
     for (int id = 0; id < slots; id++) {

@@ -65,15 +65,36 @@ Tensor *weights_slot(ModelWeights *w, int id) {
     return (Tensor *)((char *)&w->layers[l] + LAYER_ROLES[r].offset);
 }
 
-size_t weights_nbytes(const ModelWeights *w) {
-    size_t n = 0;
+/* Calls fn on every present tensor, the tied lm_head skipped (it is the embedding). */
+static void weights_each(const ModelWeights *w, void (*fn)(const Tensor *t, void *arg), void *arg) {
     int slots = weights_num_slots(w->num_layers);
     for (int id = 0; id < slots; id++) {
         const Tensor *t = weights_slot((ModelWeights *)w, id);
         if (id == slots - 1 && w->tied) continue;
-        if (t && tensor_present(t)) n += tensor_nbytes(t);
+        if (t && tensor_present(t)) fn(t, arg);
     }
+}
+
+static void add_nbytes(const Tensor *t, void *arg) { *(size_t *)arg += tensor_nbytes(t); }
+
+size_t weights_nbytes(const ModelWeights *w) {
+    size_t n = 0;
+    weights_each(w, add_nbytes, &n);
     return n;
+}
+
+typedef struct NumelSum { int64_t elems; int count; } NumelSum;
+static void add_numel(const Tensor *t, void *arg) {
+    NumelSum *s = arg;
+    s->elems += tensor_numel(t);
+    s->count++;
+}
+
+int64_t weights_numel(const ModelWeights *w, int *count) {
+    NumelSum s = {0, 0};
+    weights_each(w, add_numel, &s);
+    if (count) *count = s.count;
+    return s.elems;
 }
 
 /* Expected shape, name and dummy distribution of slot id for this config; returns 0 if the

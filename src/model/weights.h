@@ -83,6 +83,9 @@ static inline int weights_num_slots(int num_layers) { return 3 + num_layers * WE
 Tensor *weights_slot(ModelWeights *w, int id);
 /* Bytes of all present tensors, the tied lm_head counted once (the decode bandwidth floor). */
 size_t weights_nbytes(const ModelWeights *w);
+/* Elements of the same tensors (as weights_nbytes counts them); *count gets how many there are
+ * (the backend op weight_reserve takes both). */
+int64_t weights_numel(const ModelWeights *w, int *count);
 
 typedef enum { LOAD_FORMAT_AUTO = 0, LOAD_FORMAT_SAFETENSORS, LOAD_FORMAT_DUMMY } LoadFormat;
 int load_format_parse(const char *s, LoadFormat *out); /* "auto" | "safetensors" | "dummy" */

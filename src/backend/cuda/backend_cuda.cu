@@ -403,11 +403,7 @@ static void cu_gather_rows(Backend *b, void *out, const void *x, int D) {
 void cuda_logits_reserve(CudaCtx *c, int rows) {
     size_t need = (size_t)rows * (size_t)c->logits_V;
     if (need <= c->logits_cap) return;
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->logits_f32) CUDA_CHECK(cudaFree(c->logits_f32));
-    CUDA_CHECK(cudaMalloc(&c->logits_f32, need * sizeof(float)));
-    c->logits_cap = need;
-    c->gen++;
+    cuda_scratch_grow(c, &c->logits_f32, &c->logits_cap, need);
 }
 
 static void cu_logits(Backend *b, float *logits_host, const void *x, const Tensor *lm_head, int R,
@@ -420,11 +416,7 @@ static void cu_logits(Backend *b, float *logits_host, const void *x, const Tenso
         /* allocating synchronizes: run what was recorded so far first */
         int was = c->recording;
         if (was) { c->recording = 0; for (int i = 0; i < c->nlog; i++) cuda_oprec_run(c, &c->log[i]); c->nlog = 0; }
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        if (c->logits_f32) CUDA_CHECK(cudaFree(c->logits_f32));
-        CUDA_CHECK(cudaMalloc(&c->logits_f32, need * sizeof(float)));
-        c->logits_cap = need;
-        c->gen++;
+        cuda_scratch_grow(c, &c->logits_f32, &c->logits_cap, need);
     }
     OpRec r;
     memset(&r, 0, sizeof r); /* padding too: logs are compared with memcmp */

@@ -349,6 +349,19 @@ typedef struct CudaCtx {
 
 static inline CudaCtx *cuda_ctx(Backend *b) { return (CudaCtx *)b->ctx; }
 
+/* Replaces the scratch buffer *p (capacity *cap elements) with one of `need` elements, contents
+ * not kept: waits for the stream (kernels may still read the old one), frees, allocates, and
+ * bumps c->gen, because graphs baked the old address. Eager only: the caller grows before any
+ * capture (the eager step that precedes every capture, or a reserve call at start-up). */
+template <typename T>
+static inline void cuda_scratch_grow(CudaCtx *c, T **p, size_t *cap, size_t need) {
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (*p) CUDA_CHECK(cudaFree(*p));
+    CUDA_CHECK(cudaMalloc(p, need * sizeof(T)));
+    *cap = need;
+    c->gen++;
+}
+
 /* An op's row count in the current step: in a padded graph step, the model's T (or R) rows
  * become the padded T (R), so the graph of size B runs every kernel on B rows. An op added
  * later whose size scales with the step's rows (e.g. an all-reduce of T x D) must widen the

@@ -382,11 +382,7 @@ static int try_fuse_qkv(CudaCtx *c, int i) {
     const size_t need = (size_t)rows * (Nq + 2 * Nkv);
     if (need > c->qkv_cap) {
         if (c->capturing) return 0; /* the eager step before every capture grew it */
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        if (c->qkv_buf) CUDA_CHECK(cudaFree(c->qkv_buf));
-        CUDA_CHECK(cudaMalloc(&c->qkv_buf, need * sizeof(bf16)));
-        c->qkv_cap = need;
-        c->gen++; /* graphs baked the old buffer */
+        cuda_scratch_grow(c, &c->qkv_buf, &c->qkv_cap, need);
     }
     QkvRun run = {c, 0, rows, Nq, Nkv, K, q, k, vv, (const bf16 *)x, wq, wk, wv};
     if (qkv_plan_use(c, &run) != 1) return 0;

@@ -25,11 +25,7 @@ void cuda_logits_from_shards(Backend *b, const float *shards, int n, int R, int 
     size_t need = (size_t)R * V;
     if (need > c->logits_cap) {
         /* grows once per larger R (as logits does); the step's shard was already gathered */
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        if (c->logits_f32) CUDA_CHECK(cudaFree(c->logits_f32));
-        CUDA_CHECK(cudaMalloc(&c->logits_f32, need * sizeof(float)));
-        c->logits_cap = need;
-        c->gen++; /* graphs baked the old logits pointer */
+        cuda_scratch_grow(c, &c->logits_f32, &c->logits_cap, need);
     }
     /* What cu_sample reads: the [R, V] rows at the start of c->logits_f32, shape logits_R/_V. */
     logits_compact_kernel<<<cdiv((long long)need, 256), 256, 0, c->stream>>>(c->logits_f32, shards, R, Vs, V);

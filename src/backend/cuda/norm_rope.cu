@@ -140,11 +140,7 @@ static void rope_inv_freq_host(const RopeParams *r, int hd, float *out) {
 }
 
 static void rope_tab_grow(CudaCtx *c, size_t need) {
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->rope_tab) CUDA_CHECK(cudaFree(c->rope_tab));
-    CUDA_CHECK(cudaMalloc(&c->rope_tab, need * sizeof(float2)));
-    c->rope_tab_cap = need;
-    c->gen++; /* graphs baked the old table */
+    cuda_scratch_grow(c, &c->rope_tab, &c->rope_tab_cap, need);
     c->rope_tab_valid = 0;
 }
 

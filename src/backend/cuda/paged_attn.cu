@@ -348,22 +348,14 @@ size_t cuda_attn_scratch_floats(const CudaCtx *c, int Hq, int hd) {
 
 /* Never during capture: the eager step before (or cuda_attn_reserve) allocated it. */
 static void attn_part_grow(CudaCtx *c, size_t need) {
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->attn_part) CUDA_CHECK(cudaFree(c->attn_part));
-    CUDA_CHECK(cudaMalloc(&c->attn_part, need * sizeof(float)));
-    c->attn_part_cap = need;
-    c->gen++; /* graphs baked the old scratch pointer */
+    cuda_scratch_grow(c, &c->attn_part, &c->attn_part_cap, need);
 }
 
 /* Split counters of decode v3's in-kernel merge, zeroed once (the kernel leaves them 0).
  * Never during capture, like attn_part_grow. */
 static void attn_cnt_grow(CudaCtx *c, size_t need) {
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->attn_cnt) CUDA_CHECK(cudaFree(c->attn_cnt));
-    CUDA_CHECK(cudaMalloc(&c->attn_cnt, need * sizeof(int)));
+    cuda_scratch_grow(c, &c->attn_cnt, &c->attn_cnt_cap, need);
     CUDA_CHECK(cudaMemsetAsync(c->attn_cnt, 0, need * sizeof(int), c->stream));
-    c->attn_cnt_cap = need;
-    c->gen++; /* graphs baked the old counters */
 }
 
 void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
