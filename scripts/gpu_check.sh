@@ -331,7 +331,7 @@ if [ $DEV -eq 1 ]; then
   # candidates at the 8B decode shapes
   if has_tool lt_search; then
     nvcc "${NVFLAGS[@]}" dev/cuda/lt_search.cu -lcublasLt -lcublas -o $B/lt_search > "$OUT/lt_search_build.log" 2>&1 &&
-      timeout 150 $B/lt_search 2>&1 | tee "$OUT/lt_search.log" | tee -a "$OUT/bench.log"
+      { timeout 150 $B/lt_search 2>&1; echo "lt_search exit status $?"; } | tee "$OUT/lt_search.log" | tee -a "$OUT/bench.log"
   fi
   if has_tool gemv; then
     dev_tool gemv

@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
     fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } } while (0)
@@ -159,7 +161,21 @@ static int accepted(Problem *p, const cublasLtMatmulAlgo_t *a) {
 
 typedef struct Best { float us; cublasLtMatmulAlgo_t algo; int tried; } Best;
 
+/* What is being tried, for a crash inside cuBLASLt (run16: the tool printed nothing after its
+ * grouped GEMM lines, and the log kept no message): the handler writes it and exits. */
+static char CURRENT[160] = "start";
+
+static void on_fatal(int sig) {
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "lt_search: signal %d while trying %s\n", sig, CURRENT);
+    if (n > 0) { ssize_t w = write(2, buf, (size_t)n); (void)w; }
+    _exit(3);
+}
+
 static void consider(Problem *p, const cublasLtMatmulAlgo_t *a, Best *b) {
+    Config d = describe(a);
+    snprintf(CURRENT, sizeof CURRENT, "%s rows %d N %d K %d x%d: algo %d tile %d stages %d split %d red %d swz %d",
+             p->s.name, p->s.rows, p->s.N, p->s.K, p->s.batch, d.algo_id, d.tile, d.stages, d.splitk, d.red, d.swz);
     if (!accepted(p, a)) return;
     b->tried++;
     float t = time_algo(p, a);
@@ -202,6 +218,7 @@ static double SHAPE_BUDGET_S = 10.0;
 
 static void search(cublasLtHandle_t lt, Shape s) {
     const double t0 = now_s();
+    fprintf(stderr, "lt_search: %s rows %d N %d K %d x%d ...\n", s.name, s.rows, s.N, s.K, s.batch);
     Problem p;
     problem_init(&p, lt, s);
     cublasLtMatmulPreference_t pref;
@@ -212,6 +229,12 @@ static void search(cublasLtHandle_t lt, Shape s) {
     int nres = 0;
     LK(cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.a, p.b, p.c, p.c, pref, 32, res, &nres));
     cublasLtMatmulPreferenceDestroy(pref);
+    if (nres == 0) {
+        printf("lt_search %-8s rows %3d N %6d K %6d x%d: the heuristic offers no algorithm\n", s.name, s.rows, s.N,
+               s.K, s.batch);
+        problem_free(&p);
+        return;
+    }
     Best heur = {1e30f}, best = {1e30f};
     for (int i = 0; i < nres && i < 8; i++) consider(&p, &res[i].algo, &heur);
     best = heur;
@@ -338,6 +361,11 @@ static void grouped_qkv(int rows) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log as they are printed */
+    signal(SIGSEGV, on_fatal);
+    signal(SIGBUS, on_fatal);
+    signal(SIGFPE, on_fatal);
+    signal(SIGABRT, on_fatal);
     cublasLtHandle_t lt;
     LK(cublasLtCreate(&lt));
     if (getenv("LT_SEARCH_BUDGET_S")) SHAPE_BUDGET_S = atof(getenv("LT_SEARCH_BUDGET_S"));

@@ -744,12 +744,16 @@ static void graph_ab_48(Backend *on, Backend *off, Backend *eager, double *worst
 typedef struct GraphRewrite {
     const char *test, *var, *on_label, *off_label, *what;
     long (*launches)(const Backend *b);
+    int fp8_kv; /* the graphs backends and the eager reference keep an fp8 KV cache */
 } GraphRewrite;
 static const GraphRewrite REWRITES[] = {
     {"graph_pair", "PAGELLM_CUDA_GEMM_PAIR", "cuda-graphs-pairs", "cuda-graphs-nopairs",
-     "batched pair launches", backend_cuda_pair_launches},
+     "batched pair launches", backend_cuda_pair_launches, 0},
     {"graph_qkv", "PAGELLM_CUDA_FUSE_QKV", "cuda-graphs-qkv", "cuda-graphs-noqkv", "fused QKV launches",
-     backend_cuda_qkv_launches},
+     backend_cuda_qkv_launches, 0},
+    /* the fused QKV's store writes the fp8 cache too (its kernel is the one of the rope + store) */
+    {"graph_qkv_fp8", "PAGELLM_CUDA_FUSE_QKV", "cuda-graphs-qkv-fp8kv", "cuda-graphs-noqkv-fp8kv",
+     "fused QKV launches", backend_cuda_qkv_launches, 1},
 };
 
 static void test_graph_rewrite(const GraphRewrite *t, Backend *on, Backend *off, Backend *eager) {
@@ -976,11 +980,13 @@ static void graph_decode_on(Backend *graphs, Backend *ref, const char *label, co
     graphs->ops->destroy(graphs);
 }
 
-static Backend *make_cuda(const char *gemv_mode, char *err) {
+/* A CUDA backend: eager, or with decode graphs when gemv_mode starts with "graphs" ("graphs4":
+ * GEMV v4 forced), with an fp8 KV cache when fp8_kv. */
+static Backend *make_cuda_kv(const char *gemv_mode, int fp8_kv, char *err) {
     if (gemv_mode) setenv("PAGELLM_CUDA_GEMV", gemv_mode, 1);
     else unsetenv("PAGELLM_CUDA_GEMV");
     BackendOptions o = {0};
-    o.kv_dtype = DT_COUNT;
+    o.kv_dtype = fp8_kv ? DT_FP8_E4M3 : DT_COUNT;
     o.enforce_eager = gemv_mode && !strncmp(gemv_mode, "graphs", 6) ? 0 : 1;
     if (gemv_mode && !strcmp(gemv_mode, "graphs4")) setenv("PAGELLM_CUDA_GEMV", "4", 1); /* fused v4 */
     else if (!o.enforce_eager) unsetenv("PAGELLM_CUDA_GEMV");
@@ -988,6 +994,8 @@ static Backend *make_cuda(const char *gemv_mode, char *err) {
     unsetenv("PAGELLM_CUDA_GEMV");
     return b;
 }
+
+static Backend *make_cuda(const char *gemv_mode, char *err) { return make_cuda_kv(gemv_mode, 0, err); }
 
 /* graph_decode on a graphs backend made with env var `var` = `val` (unset after), and the
  * backend's counter of what that setting does (`what`) must be > 0 afterwards. */
@@ -1180,15 +1188,16 @@ int main(void) {
          * the eager one */
         for (size_t i = 0; i < sizeof REWRITES / sizeof REWRITES[0]; i++) {
             const GraphRewrite *t = &REWRITES[i];
+            Backend *ref = t->fp8_kv ? FP8KV : g;
             setenv(t->var, "2", 1);
-            gg = make_cuda("graphs", err);
+            gg = make_cuda_kv("graphs", t->fp8_kv, err);
             setenv(t->var, "0", 1);
-            gp = make_cuda("graphs", err);
+            gp = make_cuda_kv("graphs", t->fp8_kv, err);
             unsetenv(t->var);
-            if (gg && gp) {
-                test_graph_rewrite(t, gg, gp, g);
+            if (gg && gp && ref) {
+                test_graph_rewrite(t, gg, gp, ref);
             } else {
-                printf("cuda graphs backends (%s 2 / 0): %s\n", t->var, err);
+                printf("FAIL %s: graphs backends (%s 2 / 0): %s\n", t->test, t->var, ref ? err : "no eager reference backend");
                 gpu_failures++;
             }
             if (gg) gg->ops->destroy(gg);
