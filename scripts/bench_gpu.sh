@@ -79,7 +79,12 @@ kill -INT $SRV; wait $SRV; echo "server exit rc=$?"
 [ $QUICK -eq 0 ] && [ $OFFLINE -eq 1 ] && timeout 300 $B/pagellm bench throughput $M --device cuda --load-format dummy --num-prompts 512 \
   --input-len 512 --output-len 512 --max-num-seqs 256 --max-model-len 4096 --no-progress \
   --output-json "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
-echo "bench throughput rc=$? ($(( $(date +%s) - T0 )) s): $(grep Throughput "$OUT/throughput.txt")"
+rc=$?
+if [ -f "$OUT/throughput.txt" ]; then
+  echo "bench throughput rc=$rc ($(( $(date +%s) - T0 )) s): $(grep Throughput "$OUT/throughput.txt")"
+else
+  echo "bench throughput: not run (--quick or --no-offline)"
+fi
 
 if [ $HF -eq 1 ]; then
   OUT="$OUT" timeout 420 python3 .gpu/hf_baseline.py Qwen3-8B > "$OUT/hf_baseline.log" 2>&1
