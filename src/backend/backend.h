@@ -175,6 +175,11 @@ typedef struct BackendOps {
      * and graph.cu can run them as one matmul). Loads past what was reserved, or after a failed
      * reservation, allocate on their own as before. --- */
     void (*weight_reserve)(Backend *b, int64_t elems, int count);
+
+    /* --- optional (NULL: unknown). Kept last so positional tables stay valid. The device's
+     * marketing name ("NVIDIA H100 80GB HBM3"), owned by the backend: with mem_total, it picks
+     * the engine's default step token budget as vLLM does (engine/defaults.h). --- */
+    const char *(*device_name)(Backend *b);
 } BackendOps;
 
 struct Backend {

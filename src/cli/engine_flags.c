@@ -14,7 +14,7 @@ typedef struct FlagDoc { const char *name, *metavar, *help; } FlagDoc;
 static const FlagDoc FLAGS[] = {
     {"--max-model-len", "N", "context length: prompt + output tokens (default: max_position_embeddings from config.json)"},
     {"--max-num-seqs", "N", "most sequences running in one step (default: 256)"},
-    {"--max-num-batched-tokens", "N", "token budget of one step; longer prompts are prefilled in chunks (default: 2048)"},
+    {"--max-num-batched-tokens", "N", "token budget of one step; longer prompts are prefilled in chunks (default, as vLLM's server: 8192 on a GPU of >= 70 GiB that is not an A100, else 2048)"},
     {"--block-size", "N", "tokens per KV-cache block: 8, 16, 32, 64 or 128 (default: 16)"},
     {"--enable-prefix-caching", NULL, "reuse KV blocks of repeated prompt prefixes (default: on)"},
     {"--no-enable-prefix-caching", NULL, "turn prefix caching off"},

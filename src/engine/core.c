@@ -1064,7 +1064,7 @@ void engine_config_default(EngineConfig *c) {
     c->block_size = 16;
     c->enable_prefix_caching = 1;
     c->max_num_seqs = 256;
-    c->max_num_batched_tokens = 2048;
+    c->max_num_batched_tokens = 0; /* by device, at engine_new */
     c->gpu_memory_utilization = 0.9f;
     c->kv_cache_dtype = DT_COUNT;
     c->tensor_parallel_size = 1;

@@ -88,6 +88,27 @@ static void add_eos(CoreConfig *c, int id) {
     if (c->num_eos < (int)(sizeof c->eos_ids / sizeof c->eos_ids[0])) c->eos_ids[c->num_eos++] = id;
 }
 
+/* The step token budget: --max-num-batched-tokens, or by device (startup.h: mem_total bytes,
+ * <= 0 unknown; device_name may be NULL), raised to max_seqs so every running sequence can
+ * decode in one step. A given budget below max_seqs is an error, as in vLLM. 0, or -1 + err. */
+static int resolve_budget(const EngineConfig *cfg, int *max_tokens, int max_seqs, long long mem_total,
+                          const char *device_name, char *err) {
+    if (cfg->max_num_batched_tokens > 0) {
+        *max_tokens = cfg->max_num_batched_tokens;
+        if (*max_tokens < max_seqs) {
+            pg_err(err, "--max-num-batched-tokens (%d) must be at least --max-num-seqs (%d)", *max_tokens, max_seqs);
+            return -1;
+        }
+        return 0;
+    }
+    *max_tokens = startup_default_batched_tokens(mem_total, device_name);
+    if (*max_tokens < max_seqs) *max_tokens = max_seqs;
+    if (mem_total > 0)
+        LOG_I("step token budget %d (no --max-num-batched-tokens; by device: %s, %.1f GB)", *max_tokens,
+              device_name ? device_name : "unnamed", mem_total / 1e9);
+    return 0;
+}
+
 Engine *engine_new(const EngineConfig *cfg, char *err) {
     StartupMem sm = {.t0 = time_now_s()};
     EngineOwner *o = calloc(1, sizeof *o);
@@ -103,26 +124,29 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         goto fail;
     }
     int bs = cfg->block_size > 0 ? cfg->block_size : 16;
-    int max_tokens = cfg->max_num_batched_tokens > 0 ? cfg->max_num_batched_tokens : 2048;
     int max_seqs = cfg->max_num_seqs > 0 ? cfg->max_num_seqs : 256;
-    if (max_tokens < max_seqs) {
-        /* every running sequence must be able to decode in one step */
-        pg_err(err, "--max-num-batched-tokens (%d) must be at least --max-num-seqs (%d)", max_tokens, max_seqs);
-        goto fail;
-    }
+    int max_tokens = cfg->max_num_batched_tokens; /* 0: by device, once the backend exists */
 
     const char *device = cfg->device ? cfg->device : "cpu";
     ModelLoadOptions mo = {.weights = {.format = cfg->load_format, .dummy_dtype = DT_BF16, .dummy_seed = cfg->seed},
-                           .max_tokens = max_tokens, .max_seqs = max_seqs};
+                           .max_seqs = max_seqs};
     char mem_err[PG_ERR_LEN] = "";
     int have_mem = 0;
     if (cfg->tensor_parallel_size > 1) {
-        /* the split model (engine_tp.c): its own backends, comms and KV sizing */
+        /* the split model (engine_tp.c): its own backends, comms and KV sizing; its ranks'
+         * devices are not known here, so the default budget is the small one */
+        if (resolve_budget(cfg, &max_tokens, max_seqs, 0, NULL, err) != 0) goto fail;
+        mo.max_tokens = max_tokens;
         if (engine_tp_new(&o->tp, cfg, &mo, err) != 0) goto fail;
     } else {
         BackendOptions bo = {.threads = cfg->threads, .device_id = cfg->device_id, .kv_dtype = cfg->kv_cache_dtype,
                              .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
+        const long long total = o->be->ops->mem_total ? o->be->ops->mem_total(o->be) : -1;
+        if (resolve_budget(cfg, &max_tokens, max_seqs, total,
+                                     o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL, err) != 0)
+            goto fail;
+        mo.max_tokens = max_tokens;
         /* a device backend: its memory before the model, for --gpu-memory-utilization */
         have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
         if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;

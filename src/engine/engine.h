@@ -29,7 +29,8 @@ typedef struct EngineConfig {
     int block_size;                 /* default 16 */
     int enable_prefix_caching;      /* default 1 */
     int max_num_seqs;               /* default 256 */
-    int max_num_batched_tokens;     /* default 2048 */
+    int max_num_batched_tokens;     /* 0 = by device (startup_default_batched_tokens: 8192 on
+                                       an H100-class GPU, else 2048) */
     int max_model_len;              /* 0 = from config.json */
     long long kv_cache_memory;      /* bytes; 0 = default (CPU: 2 GiB capped by need) */
     float gpu_memory_utilization;   /* default 0.9 */

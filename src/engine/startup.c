@@ -96,6 +96,14 @@ out:
     return blocks;
 }
 
+int startup_default_batched_tokens(long long mem_total, const char *device_name) {
+    if (mem_total < 70LL << 30) return 2048;
+    if (device_name) /* vLLM lower-cases the name and looks for "a100" */
+        for (const char *p = device_name; p[0] && p[1] && p[2] && p[3]; p++)
+            if ((p[0] | 32) == 'a' && p[1] == '1' && p[2] == '0' && p[3] == '0') return 2048;
+    return 8192;
+}
+
 int startup_capture_sizes(int max_seqs, int max_tokens, int *out, int cap) {
     int max_size = 2 * max_seqs < 512 ? 2 * max_seqs : 512, n = 0;
     /* PAGELLM_GRAPH_MAX_SIZE=B (A/B knob): no capture size above B; bigger batches run eagerly */

@@ -1,4 +1,4 @@
-/* test_startup.c: vLLM's CUDA graph capture sizes (engine/startup.h). The profiling forward and
+/* test_startup.c: vLLM's CUDA graph capture sizes and default step token budget (engine/startup.h). The profiling forward and
  * the capture itself need a GPU (tests/gpu, scripts/gpu_check.sh). */
 #include <stdlib.h>
 #include "engine/startup.h"
@@ -51,10 +51,27 @@ TEST(bounded_by_tokens_and_cap) {
     EXPECT_EQ_INT(n, 1);
 }
 
+/* vLLM's EngineArgs.get_batch_defaults for its OpenAI server: 8192 at >= 70 GiB unless the name
+ * says A100, else 2048 */
+TEST(default_budget_by_device) {
+    const long long GiB = 1LL << 30;
+    EXPECT_EQ_INT(startup_default_batched_tokens(85020000000LL, "NVIDIA H100 80GB HBM3"), 8192);
+    EXPECT_EQ_INT(startup_default_batched_tokens(150000000000LL, "NVIDIA H200"), 8192);
+    EXPECT_EQ_INT(startup_default_batched_tokens(85100000000LL, "NVIDIA A100-SXM4-80GB"), 2048);
+    EXPECT_EQ_INT(startup_default_batched_tokens(85100000000LL, "nvidia a100 80gb pcie"), 2048);
+    EXPECT_EQ_INT(startup_default_batched_tokens(70 * GiB, NULL), 8192);
+    EXPECT_EQ_INT(startup_default_batched_tokens(70 * GiB - 1, "NVIDIA H100 PCIe"), 2048);
+    EXPECT_EQ_INT(startup_default_batched_tokens(24 * GiB, "NVIDIA GeForce RTX 4090"), 2048);
+    EXPECT_EQ_INT(startup_default_batched_tokens(-1, NULL), 2048); /* CPU: unknown */
+    EXPECT_EQ_INT(startup_default_batched_tokens(0, "A1"), 2048);
+    EXPECT_EQ_INT(startup_default_batched_tokens(80 * GiB, "A10"), 8192); /* not an A100 */
+}
+
 int main(void) {
     unsetenv("PAGELLM_GRAPH_MAX_SIZE"); /* the A/B knob would cap the sizes checked here */
     RUN(default_256);
     RUN(prefix_of_vllm_list);
     RUN(bounded_by_tokens_and_cap);
+    RUN(default_budget_by_device);
     TEST_MAIN_END();
 }

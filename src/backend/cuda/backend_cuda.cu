@@ -513,6 +513,8 @@ static void cu_destroy(Backend *b) {
     free(b);
 }
 
+static const char *cu_device_name(Backend *b) { return cuda_ctx(b)->device_name; }
+
 static const BackendOps CUDA_OPS = {
     cu_alloc,     cu_free,        cu_memset0,   cu_to_device,    cu_to_host,
     cu_weight_load, cu_weight_free, cu_mem_free, cu_set_batch,   cu_embed,
@@ -522,6 +524,7 @@ static const BackendOps CUDA_OPS = {
     cuda_logits_device, cuda_logits_from_shards,
     cu_sample_launch, cu_sample_collect,
     cu_weight_reserve,
+    cu_device_name,
 };
 
 extern "C" long backend_cuda_fused_launches(const Backend *b) {
@@ -586,6 +589,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     c->device = dev;
+    snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     c->num_sms = prop.multiProcessorCount;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->enforce_eager = opt ? opt->enforce_eager : 0;

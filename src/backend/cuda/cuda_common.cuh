@@ -197,6 +197,7 @@ typedef struct CudaCtx {
     size_t warena_cap, warena_off;
     int warena_live;
     int device;
+    char device_name[256];     /* cudaDeviceProp.name (backend.h device_name) */
     int num_sms;
     size_t smem_optin;
     cudaStream_t stream;
