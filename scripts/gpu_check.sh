@@ -9,7 +9,8 @@
 # rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt; NCU_STEP_KV=bf16: bf16 only).
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
-# --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), lt_search.cu (cuBLASLt configured by
+# --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), kv_layout_bw.cu (decode attention's
+# access pattern on our KV layout vs HND, without the math), lt_search.cu (cuBLASLt configured by
 # hand vs the heuristic at the 8B decode shapes), gemv.cu (every small-batch GEMM version) and
 # gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt); DEV_TOOLS="read_bw ..." picks.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
@@ -321,11 +322,16 @@ if [ $DEV -eq 1 ]; then
   }
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c )
   # DEV_TOOLS (default all): which of the tools below run
-  has_tool() { [[ " ${DEV_TOOLS:-read_bw lt_search gemv gemm_wgmma} " == *" $1 "* ]]; }
+  has_tool() { [[ " ${DEV_TOOLS:-read_bw kv_layout_bw lt_search gemv gemm_wgmma} " == *" $1 "* ]]; }
   # the card's read-only bandwidth beside its copy bandwidth (the floors use the copy)
   if has_tool read_bw; then
     nvcc "${NVFLAGS[@]}" -Itests/gpu dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
       timeout 60 $B/read_bw 2>&1 | tee "$OUT/read_bw.log" | tee -a "$OUT/bench.log"
+  fi
+  # the decode attention's access pattern on our KV layout vs FlashInfer's HND, without the math
+  if has_tool kv_layout_bw; then
+    nvcc "${NVFLAGS[@]}" -Itests/gpu dev/cuda/kv_layout_bw.cu -o $B/kv_layout_bw > "$OUT/kv_layout_bw_build.log" 2>&1 &&
+      timeout 60 $B/kv_layout_bw 2>&1 | tee "$OUT/kv_layout_bw.log" | tee -a "$OUT/bench.log"
   fi
   # cuBLASLt configured by hand (split-K, reduction schemes, every tile) vs the heuristic's
   # candidates at the 8B decode shapes

@@ -173,6 +173,7 @@ int cuda_decode_splits(const CudaCtx *c, int Sd, int Hkv) {
     if (Sd <= 0) return 1;
     int base = Sd * Hkv;
     int want = (2 * c->num_sms + base - 1) / base;
+    if (want < c->decode_splits_min) want = c->decode_splits_min;
     if (want < 1) want = 1;
     if (want > 32) want = 32;
     return want;
@@ -612,6 +613,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
      * with PDL off both engine configurations are equal (dev/cuda/NOTES.md "Session 5"). */
     c->decode_combine_fused = env_int("PAGELLM_CUDA_DECODE_COMBINE", 0);
     c->decode_late_trigger = env_int("PAGELLM_CUDA_DECODE_TRIGGER", 1);
+    c->decode_splits_min = env_int("PAGELLM_CUDA_DECODE_SPLITS_MIN", 1);
     c->host_times = env_int("PAGELLM_CUDA_HOST_TIMES", 0);
     c->combine_pdl = env_int("PAGELLM_CUDA_COMBINE_PDL", 0);
     c->step_tune = env_int("PAGELLM_CUDA_STEP_TUNE", 1);

@@ -260,6 +260,8 @@ typedef struct CudaCtx {
     int host_times;
     double ht_set_batch, ht_record, ht_finish, ht_sample, ht_wait, ht_mark, ht_sb_last;
     long ht_steps, ht_samples;
+    int decode_splits_min;    /* PAGELLM_CUDA_DECODE_SPLITS_MIN (A/B): at least this many KV splits
+                                 per decode sequence (default 1: cuda_decode_splits' own choice) */
     int decode_late_trigger;  /* PAGELLM_CUDA_DECODE_TRIGGER: 1 = decode v3 lets the next kernel launch
                                  only at its end, 0 = at its start (session-4 A/B) */
     int combine_pdl;       /* PAGELLM_CUDA_COMBINE_PDL: decode_combine_kernel launched with PDL */
