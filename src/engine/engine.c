@@ -143,9 +143,8 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
                              .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
         const long long total = o->be->ops->mem_total ? o->be->ops->mem_total(o->be) : -1;
-        if (resolve_budget(cfg, &max_tokens, max_seqs, total,
-                                     o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL, err) != 0)
-            goto fail;
+        const char *dname = o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL;
+        if (resolve_budget(cfg, &max_tokens, max_seqs, total, dname, err) != 0) goto fail;
         mo.max_tokens = max_tokens;
         /* a device backend: its memory before the model, for --gpu-memory-utilization */
         have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
