@@ -19,7 +19,8 @@
  *   hnd_head    the same blocks on the HND layout (a group = one contiguous 4 KB per tensor);
  *   nhd_seq     grid (seq), 8 warps, warp w = head w: the 8 heads of a token read by one block at
  *               the same time (each token's 2 KB of K read together);
- *   contiguous  the same bytes as one array, grid-stride (the stream floor).
+ *   contiguous  the same bytes as one array, read_stream.cuh's read_kernel<4> at 2 x 1024 threads
+ *               per SM (read_bw's best setting in run16: 3.19 TB/s).
  * Build (as gpu_check.sh --dev does):
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -Itests/gpu dev/cuda/kv_layout_bw.cu */
 #include <cuda_bf16.h>
@@ -28,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dev_timing.cuh"
+#include "read_stream.cuh"
 #include "gpu_bw.h"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
@@ -93,43 +96,7 @@ __global__ void __launch_bounds__(256) per_seq_kernel(const uint4 *k, const uint
     if (acc == 0x9e3779b9u) out[blockIdx.x] = acc;
 }
 
-__global__ void stream_kernel(const uint4 *__restrict__ p, size_t n, unsigned *out) {
-    unsigned acc = 0;
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    for (; i + 3 * stride < n; i += 4 * stride) {
-        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride),
-              d = __ldcs(p + i + 3 * stride);
-        acc ^= a.x ^ b.y ^ c.z ^ d.w ^ a.w ^ b.x ^ c.y ^ d.z;
-    }
-    for (; i < n; i += stride) acc ^= __ldcs(p + i).x;
-    if (acc == 0x9e3779b9u) out[blockIdx.x] = acc;
-}
 
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median ms of 15 runs after 3 warm-ups. */
-template <typename F>
-static float time_ms(F fn) {
-    cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0)); CHECK(cudaEventCreate(&e1));
-    float ts[15];
-    for (int i = -3; i < 15; i++) {
-        CHECK(cudaEventRecord(e0));
-        fn();
-        CHECK(cudaEventRecord(e1));
-        CHECK(cudaEventSynchronize(e1));
-        float ms; CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i >= 0) ts[i] = ms;
-    }
-    CHECK(cudaGetLastError());
-    CHECK(cudaEventDestroy(e0)); CHECK(cudaEventDestroy(e1));
-    qsort(ts, 15, sizeof ts[0], cmpf);
-    return ts[7];
-}
 
 int main(void) {
     const size_t n4 = (size_t)NBLK * BLK4, bytes = n4 * 16; /* per tensor */
@@ -155,17 +122,17 @@ int main(void) {
     const dim3 gh(HKV, SEQS);
     struct { const char *name; float ms; } r[8];
     int nr = 0;
-    r[nr++] = {"nhd_head infl 1", time_ms([&] { per_head_kernel<false, 1><<<gh, 128>>>(k, v, bt, out); })};
-    r[nr++] = {"nhd_head infl 2", time_ms([&] { per_head_kernel<false, 2><<<gh, 128>>>(k, v, bt, out); })};
-    r[nr++] = {"hnd_head infl 1", time_ms([&] { per_head_kernel<true, 1><<<gh, 128>>>(k, v, bt, out); })};
-    r[nr++] = {"hnd_head infl 2", time_ms([&] { per_head_kernel<true, 2><<<gh, 128>>>(k, v, bt, out); })};
-    r[nr++] = {"nhd_seq  infl 1", time_ms([&] { per_seq_kernel<1><<<SEQS, 256>>>(k, v, bt, out); })};
-    r[nr++] = {"nhd_seq  infl 2", time_ms([&] { per_seq_kernel<2><<<SEQS, 256>>>(k, v, bt, out); })};
+    r[nr++] = {"nhd_head infl 1", dev_median_ms([&] { per_head_kernel<false, 1><<<gh, 128>>>(k, v, bt, out); }, 3, 15)};
+    r[nr++] = {"nhd_head infl 2", dev_median_ms([&] { per_head_kernel<false, 2><<<gh, 128>>>(k, v, bt, out); }, 3, 15)};
+    r[nr++] = {"hnd_head infl 1", dev_median_ms([&] { per_head_kernel<true, 1><<<gh, 128>>>(k, v, bt, out); }, 3, 15)};
+    r[nr++] = {"hnd_head infl 2", dev_median_ms([&] { per_head_kernel<true, 2><<<gh, 128>>>(k, v, bt, out); }, 3, 15)};
+    r[nr++] = {"nhd_seq  infl 1", dev_median_ms([&] { per_seq_kernel<1><<<SEQS, 256>>>(k, v, bt, out); }, 3, 15)};
+    r[nr++] = {"nhd_seq  infl 2", dev_median_ms([&] { per_seq_kernel<2><<<SEQS, 256>>>(k, v, bt, out); }, 3, 15)};
     int sms; CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    const float t_stream = time_ms([&] {
-        stream_kernel<<<sms * 2, 1024>>>(k, n4, out);
-        stream_kernel<<<sms * 2, 1024>>>(v, n4, out);
-    });
+    const float t_stream = dev_median_ms([&] {
+        read_kernel<4><<<sms * 2, 1024>>>(k, n4, out);
+        read_kernel<4><<<sms * 2, 1024>>>(v, n4, out);
+    }, 3, 15);
     printf("kv_layout_bw: 8B cache of %d seqs x %d tokens, K + V %.0f MB; copy %.3f TB/s\n", SEQS, CTX,
            total / 1e6, copy);
     printf("kv_layout_bw: %-16s %.3f TB/s (%.1f us)\n", "contiguous", total / (t_stream * 1e-3) / 1e12,

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dev_timing.cuh"
+
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
     fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } } while (0)
 #define LK(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { \
@@ -110,31 +112,16 @@ static cublasStatus_t run(Problem *p, const cublasLtMatmulAlgo_t *algo, int copy
                           algo, p->ws, WS_BYTES, 0);
 }
 
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median us per launch of 5 rounds of 20; 1e30 if a launch fails. */
+/* Median us per launch of 5 rounds of 20 (one untimed round first); 1e30 if a launch fails. */
 static float time_algo(Problem *p, const cublasLtMatmulAlgo_t *algo) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-    float ts[5];
-    int copy = 0;
-    for (int r = -1; r < 5; r++) {
-        CK(cudaEventRecord(e0));
-        for (int i = 0; i < 20; i++) {
-            if (run(p, algo, copy) != CUBLAS_STATUS_SUCCESS) { cudaEventDestroy(e0); cudaEventDestroy(e1); return 1e30f; }
+    int copy = 0, failed = 0;
+    const float ms = dev_median_ms([&] {
+        for (int i = 0; i < 20 && !failed; i++) {
+            failed = run(p, algo, copy) != CUBLAS_STATUS_SUCCESS;
             copy = (copy + 1) % p->ncopies;
         }
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms; CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (r >= 0) ts[r] = ms * 1e3f / 20;
-    }
-    CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
-    qsort(ts, 5, sizeof ts[0], cmpf);
-    return ts[2];
+    }, 1, 5);
+    return failed ? 1e30f : ms * 1e3f / 20;
 }
 
 typedef struct Config { int algo_id, tile, stages, splitk, red, swz; } Config;
@@ -333,10 +320,9 @@ static void grouped_qkv(int rows) {
     int m[2] = {Nq, Nkv}, n[2] = {rows, rows}, k[2] = {K, K}, lda[2] = {K, K}, ldb[2] = {K, K}, ldc[2] = {Nq, Nkv};
     int gs[2] = {1, 2};
     float alpha[2] = {1.f, 1.f}, beta[2] = {0.f, 0.f};
-    cudaEvent_t e0, e1; CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-    float ts[5]; int copy = 0; cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-    for (int r = -1; r < 5 && st == CUBLAS_STATUS_SUCCESS; r++) {
-        CK(cudaEventRecord(e0));
+    int copy = 0;
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    const float ms = dev_median_ms([&] {
         for (int i = 0; i < 20 && st == CUBLAS_STATUS_SUCCESS; i++) {
             void **pc = dp + 9 * copy;
             /* the groups' pointers: A = pc[0..2], B = pc[3..5], C = pc[6..8] (q first, then k, v) */
@@ -345,17 +331,11 @@ static void grouped_qkv(int rows) {
                                             CUDA_R_16BF, ldc, 2, gs, CUBLAS_COMPUTE_32F);
             copy = (copy + 1) % copies;
         }
-        CK(cudaEventRecord(e1)); CK(cudaEventSynchronize(e1));
-        float ms; CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (r >= 0) ts[r] = ms * 1e3f / 20;
-    }
+    }, 1, 5);
     if (st != CUBLAS_STATUS_SUCCESS) printf("lt_search grouped q|k|v rows %d: cublas status %d\n", rows, (int)st);
-    else {
-        qsort(ts, 5, sizeof ts[0], cmpf);
-        printf("lt_search grouped q|k|v rows %3d: %.2f us per launch (one cublasGemmGroupedBatchedEx)\n", rows, ts[2]);
-    }
+    else printf("lt_search grouped q|k|v rows %3d: %.2f us per launch (one cublasGemmGroupedBatchedEx)\n", rows,
+                ms * 1e3f / 20);
     fflush(stdout);
-    cudaEventDestroy(e0); cudaEventDestroy(e1);
     free(hp); cudaFree(dp); cudaFree(w); cudaFree(x); cudaFree(out); cudaFree(wsp);
     cublasDestroy(h);
 }

@@ -18,54 +18,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dev_timing.cuh"
+#include "read_stream.cuh"
 #include "gpu_bw.h"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
     fprintf(stderr, "read_bw: %s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
 
-template <int U>
-__global__ void read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *out) {
-    unsigned acc = 0;
-    size_t stride = (size_t)gridDim.x * blockDim.x;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    for (; i + (U - 1) * stride < n; i += U * stride) {
-        uint4 v[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) v[u] = __ldcs(p + i + u * stride); /* streaming: no L2 reuse */
-#pragma unroll
-        for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-    }
-    for (; i < n; i += stride) { uint4 v = p[i]; acc ^= v.x ^ v.y ^ v.z ^ v.w; }
-    if (acc == 0x9e3779b9u) out[blockIdx.x] = acc; /* practically never; keeps the loads alive */
-}
 
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median time in ms of 15 runs of fn after 3 warm-ups. */
-template <typename F>
-static float time_ms(F fn) {
-    cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0)); CHECK(cudaEventCreate(&e1));
-    float ts[15];
-    for (int i = -3; i < 15; i++) {
-        CHECK(cudaEventRecord(e0));
-        fn();
-        CHECK(cudaEventRecord(e1));
-        CHECK(cudaEventSynchronize(e1));
-        float ms; CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i >= 0) ts[i] = ms;
-    }
-    CHECK(cudaEventDestroy(e0)); CHECK(cudaEventDestroy(e1));
-    qsort(ts, 15, sizeof ts[0], cmpf);
-    return ts[7];
-}
 
 template <int U>
 static double read_TBps(const uint4 *p, size_t n, unsigned *out, int blocks, int threads) {
-    float ms = time_ms([&] { read_kernel<U><<<blocks, threads>>>(p, n, out); });
+    float ms = dev_median_ms([&] { read_kernel<U><<<blocks, threads>>>(p, n, out); }, 3, 15);
     CHECK(cudaGetLastError());
     return n * 16.0 / (ms * 1e-3) / 1e12;
 }

@@ -178,7 +178,7 @@ typedef struct BackendOps {
 
     /* --- optional (NULL: unknown). Kept last so positional tables stay valid. The device's
      * marketing name ("NVIDIA H100 80GB HBM3"), owned by the backend: with mem_total, it picks
-     * the engine's default step token budget as vLLM does (engine/defaults.h). --- */
+     * the engine's default step token budget as vLLM does (engine/startup.h). --- */
     const char *(*device_name)(Backend *b);
 } BackendOps;
 

@@ -142,12 +142,12 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         BackendOptions bo = {.threads = cfg->threads, .device_id = cfg->device_id, .kv_dtype = cfg->kv_cache_dtype,
                              .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
-        const long long total = o->be->ops->mem_total ? o->be->ops->mem_total(o->be) : -1;
-        const char *dname = o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL;
-        if (resolve_budget(cfg, &max_tokens, max_seqs, total, dname, err) != 0) goto fail;
-        mo.max_tokens = max_tokens;
-        /* a device backend: its memory before the model, for --gpu-memory-utilization */
+        /* a device backend: its memory before the model, for --gpu-memory-utilization and the
+         * default step budget */
         have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
+        const char *dname = o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL;
+        if (resolve_budget(cfg, &max_tokens, max_seqs, have_mem ? sm.total : -1, dname, err) != 0) goto fail;
+        mo.max_tokens = max_tokens;
         if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
     }
 

@@ -42,7 +42,7 @@ static void cu_free(Backend *b, void *p) {
  * consecutive loads are adjacent: graph.cu runs a layer's q | k | v as one matmul when the three
  * weights follow each other. Each tensor starts 256-byte aligned (the reservation counts that
  * slack). Freed when its last tensor is (weights_off_backend frees them all) or at destroy.
- * Only with the fused QKV on (its one use; both unmeasured on a GPU so far). */
+ * Only with the fused QKV on (its one use; on by default since run15). */
 static void cu_weight_reserve(Backend *b, int64_t elems, int count) {
     CudaCtx *c = cuda_ctx(b);
     if (!c->fuse_qkv || c->warena || elems <= 0 || count <= 0) return;

@@ -225,7 +225,7 @@ typedef struct CudaCtx {
                             * choices for at most twice its rows instead of timing (gemm.cu) */
     long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
     int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
-    int wgmma;             /* PAGELLM_CUDA_WGMMA: 0 off (default, until measured), 1 timed against
+    int wgmma;             /* PAGELLM_CUDA_WGMMA: 0 off (default: 1.2-2.8x slower than cuBLASLt in run14), 1 timed against
                             * cuBLASLt per shape, 2 forced where cuda_wgmma_supported (tests) */
     long wgmma_launches;   /* gemm_wgmma.cu launches (tests check > 0 when forced) */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
@@ -275,12 +275,12 @@ typedef struct CudaCtx {
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run
                               as one kernel (graph.cu) */
-    int sample_plain;      /* PAGELLM_CUDA_SAMPLE_PLAIN (default 0 until measured; 1 on): plain
+    int sample_plain;      /* PAGELLM_CUDA_SAMPLE_PLAIN (default 1 since run15; 0 off): plain
                               categorical rows take sample.cu's one-pass path */
-    int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (default 0 until measured; 1 where timed faster,
+    int fuse_qkv;          /* PAGELLM_CUDA_FUSE_QKV (0 off; 1, the default since run15, where timed faster;
                               2 always): a layer's q, k, v matmuls as one matmul over their adjacent
                               weights into qkv_buf, read by the fused rope + KV store (graph.cu) */
-    struct { int rows, Nq, Nkv, K, use; float t_fused, t_sep; } qkv_plans[64];
+    struct { int rows, Nq, Nkv, K, use; } qkv_plans[64];
     int nqkv;
     bf16 *qkv_buf;         /* [rows, Nq + 2 Nkv] of the fused QKV matmul */
     size_t qkv_cap;        /* elements */

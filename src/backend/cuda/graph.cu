@@ -305,9 +305,10 @@ static int try_fuse_rope_store(CudaCtx *c, int i) {
  * fused qk_norm_rope + kv_store of their outputs: out qkv_buf[rows, Nq + 2 Nkv] = x @ [Wq; Wk;
  * Wv]^T, then cuda_qkv_norm_rope_store reads q, k and v from its rows and leaves q, k and v as
  * the unfused records would have (plus the cache rows). Why: at 256 rows the 8B shape's q
- * projection alone is a grid of 64 output tiles and the k/v pair one of 32 (132 SMs), and each
- * tile walks all of K: run14 timed q 19.1 us and the k/v pair 22.1 us, each about one tile's
- * serial time. As one matmul of N 6144, the 96 tiles run in one wave. Decode graphs at row
+ * projection is a grid of only 64 output tiles and the k/v pair one of 32 on 132 SMs. Measured
+ * (run17, H100): the fused matmul 34.2 us against 41.8 for q + the k/v pair at 256 rows, 26.7
+ * against 34.5 at 64; the engine's 256 x 512/512 run +1.5%. (Session 10 predicted ~20 us, from
+ * a "one tile's serial time" rule that the measurement refuted.) Decode graphs at row
  * counts cuBLASLt runs only (the GEMV side already runs q, k, v as one multi-segment launch).
  * Per shape (rows, Nq, Nkv, K), timed once outside captures: the fused matmul against q then the
  * k/v pair (or k and v), the faster kept (PAGELLM_CUDA_FUSE_QKV=2: always fused, tests). */
@@ -348,8 +349,6 @@ static int qkv_plan_use(CudaCtx *c, QkvRun *r) {
     const float tf = cuda_time_median_us(c, qkv_run, r);
     r->fused = 0;
     const float ts = cuda_time_median_us(c, qkv_run, r);
-    c->qkv_plans[j].t_fused = tf;
-    c->qkv_plans[j].t_sep = ts;
     c->qkv_plans[j].use = tf < ts;
     if (getenv("PAGELLM_CUDA_GEMM_LOG"))
         fprintf(stderr, "gemm qkv rows=%d Nq=%d Nkv=%d K=%d: fused %.1f us, q + k/v %.1f us -> %s\n", r->rows,
