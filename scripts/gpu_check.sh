@@ -12,7 +12,8 @@
 # --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), kv_layout_bw.cu (decode attention's
 # access pattern on our KV layout vs HND, without the math), lt_search.cu (cuBLASLt configured by
 # hand vs the heuristic at the 8B decode shapes), gemv.cu (every small-batch GEMM version) and
-# gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt); DEV_TOOLS="read_bw ..." picks.
+# gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt); DEV_TOOLS="read_bw ..." picks;
+# DEV_TOOLS=cutlass_gemm (never by default): CUTLASS's stream-K / split-K GEMMs vs cuBLASLt.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -338,6 +339,27 @@ if [ $DEV -eq 1 ]; then
   if has_tool lt_search; then
     nvcc "${NVFLAGS[@]}" dev/cuda/lt_search.cu -lcublasLt -lcublas -o $B/lt_search > "$OUT/lt_search_build.log" 2>&1 &&
       { timeout 150 $B/lt_search 2>&1; echo "lt_search exit status $?"; } | tee "$OUT/lt_search.log" | tee -a "$OUT/bench.log"
+  fi
+  # CUTLASS's Hopper GEMMs (stream-K, split-K, clusters; PyPI nvidia-cutlass headers, the wheel
+  # that `gpu_env.sh --fetch` puts in .gpu/) against cuBLASLt at the 8B decode shapes; only when
+  # named in DEV_TOOLS: three configurations, ~60 s of compiling in parallel
+  if [[ " ${DEV_TOOLS:-} " == *" cutlass_gemm "* ]]; then
+    WHL=$(ls .gpu/nvidia_cutlass-*.whl 2>/dev/null | head -1)
+    if [ -z "$WHL" ]; then echo "cutlass_gemm: no .gpu/nvidia_cutlass-*.whl (gpu_env.sh --fetch)" | tee -a "$OUT/bench.log"
+    else
+      python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall('/tmp/cutlass-whl')" "$WHL"
+      CS=/tmp/cutlass-whl/cutlass_library/source
+      for cfg in 128,256,2,1 128,128,2,1 256,128,1,2; do
+        IFS=, read tm tn cm cn <<< "$cfg"
+        nvcc "${NVFLAGS[@]}" --expt-relaxed-constexpr -I$CS/include -I$CS/tools/util/include -DCG_TM=$tm -DCG_TN=$tn \
+          -DCG_CM=$cm -DCG_CN=$cn dev/cuda/cutlass_gemm.cu -lcublasLt -o $B/cutlass_gemm_$tm.$tn.$cm.$cn \
+          > "$OUT/cutlass_gemm_build_$tm.$tn.log" 2>&1 &
+      done
+      wait
+      for cfg in 128.256.2.1 128.128.2.1 256.128.1.2; do
+        [ -x $B/cutlass_gemm_$cfg ] && timeout 60 $B/cutlass_gemm_$cfg 2>&1
+      done | tee "$OUT/cutlass_gemm.log" | tee -a "$OUT/bench.log"
+    fi
   fi
   if has_tool gemv; then
     dev_tool gemv

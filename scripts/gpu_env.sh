@@ -10,6 +10,9 @@ if [ "${1:-}" = --fetch ]; then   # on the dev machine (Debian 12)
   (cd .gpu/debs && apt-get download libjansson-dev libjansson4 libpcre2-dev libpcre2-8-0 libpcre2-16-0 \
      libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libxxhash-dev libxxhash0)
   for f in .gpu/debs/*.deb; do dpkg -x "$f" .gpu/prefix; done
+  # CUTLASS's C++ headers (inside the PyPI wheel) for dev/cuda/cutlass_gemm.cu only; the
+  # backend does not use them
+  pip download -q --no-deps -d .gpu nvidia-cutlass==4.2.0.0 || echo "gpu_env: no nvidia-cutlass wheel (only gpu_check DEV_TOOLS=cutlass_gemm needs it)"
   grep -qs '^/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
   return 0 2>/dev/null || exit 0
 fi
