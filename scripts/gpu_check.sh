@@ -10,10 +10,9 @@
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
 # and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
 # --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), kv_layout_bw.cu (decode attention's
-# access pattern on our KV layout vs HND, without the math), lt_search.cu (cuBLASLt configured by
-# hand vs the heuristic at the 8B decode shapes), gemv.cu (every small-batch GEMM version) and
-# gemm_wgmma.cu (the Hopper GEMM for decode batches vs cuBLASLt); DEV_TOOLS="read_bw ..." picks;
-# DEV_TOOLS=cutlass_gemm (never by default): CUTLASS's stream-K / split-K GEMMs vs cuBLASLt.
+# access pattern on our KV layout vs HND, without the math) and gemv.cu (every small-batch GEMM
+# version); DEV_TOOLS="read_bw ..." picks; DEV_TOOLS=cutlass_gemm (never by default): CUTLASS's
+# stream-K / split-K GEMMs vs cuBLASLt at the 8B decode shapes.
 # AB_ENVS="VAR=v;VAR2=w": the 8B batch-1 and batch-256 decode step with each setting, between two
 # default runs (default: GEMM_PAIR off, DECODE_COMBINE on, GEMV4 off, FUSE_PRO off, one by one);
 # AB_SHAPES (default "8b"): the shapes each setting runs on.
@@ -323,7 +322,7 @@ if [ $DEV -eq 1 ]; then
   }
   ( cd $B && cc -O2 -I$ROOT/src -c $ROOT/src/util/err.c $ROOT/src/util/log.c $ROOT/src/util/dtype.c )
   # DEV_TOOLS (default all): which of the tools below run
-  has_tool() { [[ " ${DEV_TOOLS:-read_bw kv_layout_bw lt_search gemv gemm_wgmma} " == *" $1 "* ]]; }
+  has_tool() { [[ " ${DEV_TOOLS:-read_bw kv_layout_bw gemv} " == *" $1 "* ]]; }
   # the card's read-only bandwidth beside its copy bandwidth (the floors use the copy)
   if has_tool read_bw; then
     nvcc "${NVFLAGS[@]}" -Itests/gpu dev/cuda/read_bw.cu -o $B/read_bw > "$OUT/read_bw_build.log" 2>&1 &&
@@ -333,12 +332,6 @@ if [ $DEV -eq 1 ]; then
   if has_tool kv_layout_bw; then
     nvcc "${NVFLAGS[@]}" -Itests/gpu dev/cuda/kv_layout_bw.cu -o $B/kv_layout_bw > "$OUT/kv_layout_bw_build.log" 2>&1 &&
       timeout 60 $B/kv_layout_bw 2>&1 | tee "$OUT/kv_layout_bw.log" | tee -a "$OUT/bench.log"
-  fi
-  # cuBLASLt configured by hand (split-K, reduction schemes, every tile) vs the heuristic's
-  # candidates at the 8B decode shapes
-  if has_tool lt_search; then
-    nvcc "${NVFLAGS[@]}" dev/cuda/lt_search.cu -lcublasLt -lcublas -o $B/lt_search > "$OUT/lt_search_build.log" 2>&1 &&
-      { timeout 150 $B/lt_search 2>&1; echo "lt_search exit status $?"; } | tee "$OUT/lt_search.log" | tee -a "$OUT/bench.log"
   fi
   # CUTLASS's Hopper GEMMs (stream-K, split-K, clusters; PyPI nvidia-cutlass headers, the wheel
   # that `gpu_env.sh --fetch` puts in .gpu/) against cuBLASLt at the 8B decode shapes; only when
@@ -364,19 +357,6 @@ if [ $DEV -eq 1 ]; then
   if has_tool gemv; then
     dev_tool gemv
     for v in 1 2 0 3; do timeout 60 $B/gemv $v; done 2>&1 | grep -v "^INFO" | tee -a "$OUT/bench.log"
-  fi
-  # the Hopper GEMM for decode batches (wgmma + TMA, split K over a cluster) against cuBLASLt
-  if has_tool gemm_wgmma; then
-    dev_tool gemm_wgmma
-    timeout 120 $B/gemm_wgmma 2>&1 | tee "$OUT/gemm_wgmma.log"
-  fi
-  # with --ncu: the counters of the q/o shape at 256 rows, no split against 4 splits in a cluster
-  # (run14: 45 vs 41 us although each CTA of the split does a quarter of the work)
-  if [ $NCU -eq 1 ] && command -v ncu >/dev/null; then
-    GEMM_WGMMA_NO_TIME=1 timeout 180 ncu --clock-control none -k regex:gemm_wgmma --section SpeedOfLight \
-      --section MemoryWorkloadAnalysis --section WarpStateStats --section LaunchStats \
-      $B/gemm_wgmma 256 4096 4096 1 4 > "$OUT/ncu_wgmma.txt" 2>&1
-    grep -E "gemm_wgmma|Duration|Throughput|Stall|L2|Shared" "$OUT/ncu_wgmma.txt" | head -60
   fi
 fi
 

@@ -1,5 +1,5 @@
 /* dev_timing.cuh: the one timer of the standalone dev/cuda tools (read_bw, kv_layout_bw,
- * lt_search): dev_median_ms(fn, warmups, runs) calls fn() warmups times untimed, then times
+ * cutlass_gemm): dev_median_ms(fn, warmups, runs) calls fn() warmups times untimed, then times
  * `runs` calls (runs <= 64) with CUDA events on the default stream and returns the median in ms.
  * fn enqueues work on the default stream; it may enqueue many launches (the caller divides).
  * A CUDA error in the events or left by fn exits with a message: these are measurement tools.

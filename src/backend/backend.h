@@ -215,8 +215,6 @@ long backend_cuda_step_tunes(const Backend *b);
 /* GEMM plans whose cuBLASLt candidates / small-batch paths were timed (returned), and those that
  * took a timed plan's choices for a nearby row count instead (*lent); for tests. */
 long backend_cuda_gemm_plans(const Backend *b, long *lent);
-/* Matmuls run by the wgmma GEMM (PAGELLM_CUDA_WGMMA), eagerly or captured; for tests. */
-long backend_cuda_wgmma_launches(const Backend *b);
 #endif
 /* By name ("cpu" | "cuda"): a build without CUDA refuses "cuda" with a clear error. */
 Backend *backend_new(const char *device, const BackendOptions *opt, char *err);

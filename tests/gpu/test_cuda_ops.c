@@ -2,8 +2,7 @@
  * backend, on fresh random inputs (seed printed; PAGELLM_TEST_SEED repeats a run), with outputs
  * poisoned (NaN) before each op so an unwritten element fails.
  *
- * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt";
- * last, on its own, "cuda-wgmma" (test_wgmma)
+ * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
  * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
@@ -1019,44 +1018,6 @@ static void graph_decode_counted(const char *var, const char *val, const char *l
     b->ops->destroy(b);
 }
 
-/* The Hopper wgmma GEMM (gemm_wgmma.cu) forced wherever it runs (PAGELLM_CUDA_WGMMA=2: rows
- * 9-256, K % 64 == 0, N % 8 == 0, bf16 out), last and on its own so that a fault in it (the
- * kernel traps when a barrier wait spins too long) cannot hide the checks before: matmuls
- * against float64 and the CPU backend at the default split (cuda_wgmma_default_splits): 24 x
- * 12288 x 512 at 1 (96 column tiles), 16 x 512 x 512 at 4, 100 x 768 x 1024 at 8 and 256 rows of
- * an 8B-sized q projection at 4; a prefill + graph decode run
- * against the eager backend `ref` (the prefill's matmuls on wgmma), and launches > 0. */
-static void test_wgmma(Backend *ref, char *err) {
-    setenv("PAGELLM_CUDA_WGMMA", "2", 1);
-    Backend *w = make_cuda(NULL, err);
-    unsetenv("PAGELLM_CUDA_WGMMA");
-    if (!w) {
-        printf("FAIL: cuda backend with the wgmma GEMM: %s\n", err);
-        gpu_failures++;
-        return;
-    }
-    NamedBackend keep[sizeof BK / sizeof BK[0]];
-    const int nkeep = NBK;
-    memcpy(keep, BK, sizeof keep);
-    NBK = 0;
-    BK[NBK++] = (NamedBackend){"cuda-wgmma", w};
-    for (int k = 0; k < nkeep; k++)
-        if (!strcmp(keep[k].name, "cpu")) BK[NBK++] = keep[k];
-    test_matmul(24, 12288, 512, 0);
-    test_matmul(16, 512, 512, 0);
-    test_matmul(100, 768, 1024, 0);
-    test_matmul(256, 4096, 4096, 0);
-    memcpy(BK, keep, sizeof keep);
-    NBK = nkeep;
-    checks++;
-    const long n = backend_cuda_wgmma_launches(w);
-    if (n <= 0) printf("FAIL matmul cuda-wgmma: %ld wgmma launches (want > 0)\n", n), gpu_failures++;
-    else printf("matmul         cuda-wgmma: %ld wgmma launches ok\n", n);
-    w->ops->destroy(w);
-    graph_decode_counted("PAGELLM_CUDA_WGMMA", "2", "cuda-graphs-wgmma", ref, backend_cuda_wgmma_launches,
-                         "wgmma launches", err);
-}
-
 int main(void) {
     const char *s = getenv("PAGELLM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
@@ -1216,8 +1177,6 @@ int main(void) {
             gg->ops->destroy(gg);
         }
     }
-
-    if (have_gpu) test_wgmma(g, err);
 
     printf("%d checks: %d GPU failures, %d CPU-backend failures\n", checks, gpu_failures, cpu_failures);
     for (int k = NBK - 1; k >= 0; k--) BK[k].b->ops->destroy(BK[k].b);

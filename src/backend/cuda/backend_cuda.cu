@@ -544,10 +544,6 @@ extern "C" long backend_cuda_step_tunes(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->step_tunes : 0;
 }
 
-extern "C" long backend_cuda_wgmma_launches(const Backend *b) {
-    return b && b->ctx ? ((const CudaCtx *)b->ctx)->wgmma_launches : 0;
-}
-
 extern "C" long backend_cuda_gemm_plans(const Backend *b, long *lent) {
     const CudaCtx *c = b && b->ctx ? (const CudaCtx *)b->ctx : NULL;
     if (lent) *lent = c ? c->lt_lent : 0;
@@ -603,7 +599,6 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->lt_tune = env_int("PAGELLM_CUDA_LT_TUNE", 1);
     c->lt_tune_rows = env_int("PAGELLM_CUDA_LT_TUNE_ROWS", 512);
     c->lt_lend = env_int("PAGELLM_CUDA_LT_LEND", 1);
-    c->wgmma = env_int("PAGELLM_CUDA_WGMMA", 0);
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);

@@ -123,15 +123,12 @@ typedef struct GemmPlan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
-    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4,
-                            * 5 wgmma (GEMM_PATH_WGMMA) */
+    int use_gemv;          /* fastest path measured: 0 cuBLASLt, 1 GEMV v1, 2 GEMV v2, 4 GEMV v4 */
     int lt_choice;         /* index of the heuristic candidate kept (0 = the heuristic's first) */
     float t_gemv_us, t_gemv2_us, t_gemv4_us, t_lt_us;
     int origin;            /* where its choices came from: PLAN_HEURISTIC (untimed: large prefill
                             * counts, captures), PLAN_TIMED (timed here; it may lend them, gemm.cu)
                             * or PLAN_LENT (a timed neighbour's, plan_lender) */
-    int wgmma_splits;      /* GEMM_PATH_WGMMA: CTAs per cluster splitting K (1, 2, 4, 8) */
-    float t_wgmma_us;      /* its time at that split, when timed */
 } GemmPlan;
 
 enum { PLAN_HEURISTIC = 0, PLAN_TIMED = 1, PLAN_LENT = 2 }; /* GemmPlan.origin */
@@ -225,9 +222,6 @@ typedef struct CudaCtx {
                             * choices for at most twice its rows instead of timing (gemm.cu) */
     long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
     int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
-    int wgmma;             /* PAGELLM_CUDA_WGMMA: 0 off (default: 1.2-2.8x slower than cuBLASLt in run14), 1 timed against
-                            * cuBLASLt per shape, 2 forced where cuda_wgmma_supported (tests) */
-    long wgmma_launches;   /* gemm_wgmma.cu launches (tests check > 0 when forced) */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
                               2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */
@@ -539,20 +533,7 @@ __device__ __forceinline__ uint4 silu_mul8(uint4 g4, uint4 u4) {
     return o4;
 }
 
-/* gemm_wgmma.cu: out[M, N] (bf16) = x[M, K] . w[N, K]^T on Hopper's wgmma tensor cores for
- * decode batches: all M <= 256 rows in one CTA, K split over a cluster of S CTAs (1, 2, 4 or 8;
- * partial tiles summed through distributed shared memory). cuda_wgmma_supported: the shape and
- * pointers it takes (K % 64 == 0, N % 8 == 0, 16-byte alignment, compute capability 9.0);
- * cuda_wgmma_default_splits: S for N x K on num_sms SMs when not timed. gemm.cu's path 5. */
-#define GEMM_PATH_WGMMA 5
-int cuda_wgmma_supported(int M, int N, int K, const void *x, const void *w, const void *out);
-int cuda_wgmma_default_splits(int N, int K, int num_sms);
-void cuda_wgmma(cudaStream_t st, int device, bf16 *out, const bf16 *x, const bf16 *w, int M, int N, int K,
-                int S);
-/* How many clusters of S CTAs of the kernel can be resident at once on the current device
- * (cudaOccupancyMaxActiveClusters; 0 when unknown): a grid of more runs in several waves. */
-int cuda_wgmma_max_clusters(int S);
-/* gemm.cu's GEMV paths (1, 2, 4), as opposed to cuBLASLt (0) and wgmma (5) */
+/* gemm.cu's GEMV paths (1, 2, 4), as opposed to cuBLASLt (0) */
 static inline int gemm_path_is_gemv(int path) { return path == 1 || path == 2 || path == 4; }
 
 /* The small-batch kernel alone (rows <= GEMV_MAX_ROWS); dev/cuda and the tests time it. */

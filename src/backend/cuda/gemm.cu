@@ -258,13 +258,9 @@ static GemvSegs one_seg(void *out, const bf16 *w, int N) {
 }
 
 /* path: 0 cuBLASLt, 1 GEMV v1 (block splits K), 2 GEMV v2 (warp per rows), 4 GEMV v4 (v1 on
- * persistent blocks pipelined across row groups, gemv_pipe.cu), 5 wgmma (gemm_wgmma.cu, bf16
- * out, p->wgmma_splits CTAs per cluster) */
+ * persistent blocks pipelined across row groups, gemv_pipe.cu) */
 static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x, const bf16 *w) {
-    if (path == GEMM_PATH_WGMMA) {
-        cuda_wgmma(c->stream, c->device, (bf16 *)out, x, w, p->rows, p->N, p->K, p->wgmma_splits);
-        c->wgmma_launches++;
-    } else if (path == 1) cuda_gemv(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
+    if (path == 1) cuda_gemv(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
     else if (path == 2) gemv2_single(c, out, p->out_f32, x, w, p->rows, p->N, p->K);
     else if (path == 4) {
         GemvSegs sg = one_seg(out, w, p->N);
@@ -331,8 +327,8 @@ static void plan_mark_measured(CudaCtx *c, GemmPlan *p) {
     p->origin = PLAN_TIMED;
 }
 
-/* p's cuBLASLt time on these operands: the tuned candidate's, or timed now once. The GEMV and
- * wgmma paths are compared against it. */
+/* p's cuBLASLt time on these operands: the tuned candidate's, or timed now once. The GEMV paths
+ * are compared against it. */
 static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const bf16 *w) {
     if (p->t_lt_us <= 0.f) p->t_lt_us = time_us(c, p, 0, out, x, w);
     return p->t_lt_us;
@@ -350,8 +346,7 @@ static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const
  * tokens, which would otherwise each be timed once per new count); its GEMV path must run this
  * call (gemv_ok / gemv4_ok) and cuBLASLt must accept its algorithm for the new layout. NULL:
  * none. */
-static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv_ok, int gemv4_ok,
-                                   int wgmma_ok) {
+static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv_ok, int gemv4_ok) {
     if (!c->lt_lend || c->graph_step_eager) return NULL;
     const int small = p->rows <= GEMV_MAX_ROWS;
     const GemmPlan *best = NULL, *below = NULL;
@@ -370,9 +365,7 @@ static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv
     if (!best) best = below;
     if (!best) return NULL;
     const int path = best->use_gemv;
-    if ((gemm_path_is_gemv(path) && (!gemv_ok || (path == 4 && !gemv4_ok))) ||
-        (path == GEMM_PATH_WGMMA && !wgmma_ok))
-        return NULL;
+    if (gemm_path_is_gemv(path) && (!gemv_ok || (path == 4 && !gemv4_ok))) return NULL;
     cublasLtMatmulHeuristicResult_t chk;
     memset(&chk, 0, sizeof chk);
     if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &best->algo, &chk) !=
@@ -449,8 +442,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
     const int idle = cap == cudaStreamCaptureStatusNone;
     const int tune_lt = nres > 1 && c->lt_tune && rows <= c->lt_tune_rows && idle;
     const int time_paths = gemv_ok && c->gemv_mode < 0 && idle;
-    const int wgmma_ok = c->wgmma && !out_f32 && rows > GEMV_MAX_ROWS && cuda_wgmma_supported(rows, N, K, x, w, out);
-    const GemmPlan *lend = tune_lt || time_paths ? plan_lender(c, p, gemv_ok, gemv4_ok, wgmma_ok) : NULL;
+    const GemmPlan *lend = tune_lt || time_paths ? plan_lender(c, p, gemv_ok, gemv4_ok) : NULL;
     if (lend) {
         p->algo = lend->algo;
         p->lt_choice = lend->lt_choice;
@@ -464,7 +456,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
         PlanTiming pt = {c, p, out, x, w};
         plan_mark_measured(c, p);
         const float best = cuda_lt_tune(res, nres, &p->algo, &p->lt_choice, plan_time_lt, &pt);
-        p->t_lt_us = best; /* plan_lt_us: the GEMV and wgmma comparisons below use it */
+        p->t_lt_us = best; /* plan_lt_us: the GEMV comparison below uses it */
         if (getenv("PAGELLM_CUDA_GEMM_LOG")) {
             float first = 0.f;
             if (p->lt_choice) { /* the heuristic's own choice, for comparison */
@@ -502,35 +494,6 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
                     rows, N, K, out_f32 ? "f32" : "bf16", p->t_gemv_us, p->t_gemv2_us,
                     gemv4_ok ? p->t_gemv4_us : -1.f, p->t_lt_us,
                     p->use_gemv == 4 ? "gemv4" : p->use_gemv == 2 ? "gemv2" : p->use_gemv == 1 ? "gemv1" : "cublasLt");
-    }
-    /* the wgmma GEMM (rows > GEMV_MAX_ROWS, bf16 out): a lender's choice, forced (=2, at the
-     * default split), or timed at 1, 2, 4 and 8 splits against cuBLASLt (=1; not while capturing:
-     * then cuBLASLt) */
-    if (wgmma_ok && p->use_gemv == 0) {
-        if (lend) {
-            if (lend->use_gemv == GEMM_PATH_WGMMA) {
-                p->use_gemv = GEMM_PATH_WGMMA;
-                p->wgmma_splits = lend->wgmma_splits;
-            }
-        } else if (c->wgmma == 2) {
-            p->use_gemv = GEMM_PATH_WGMMA;
-            p->wgmma_splits = cuda_wgmma_default_splits(N, K, c->num_sms);
-        } else if (idle) {
-            const float t_lt = plan_lt_us(c, p, out, x, w);
-            int best_s = 1;
-            p->t_wgmma_us = 1e30f;
-            for (int sp = 1; sp <= 8 && sp <= K / 64; sp *= 2) {
-                p->wgmma_splits = sp;
-                const float t = time_us(c, p, GEMM_PATH_WGMMA, out, x, w);
-                if (t < p->t_wgmma_us) { p->t_wgmma_us = t; best_s = sp; }
-            }
-            p->wgmma_splits = best_s;
-            if (p->t_wgmma_us < t_lt) p->use_gemv = GEMM_PATH_WGMMA;
-            plan_mark_measured(c, p);
-            if (getenv("PAGELLM_CUDA_GEMM_LOG"))
-                fprintf(stderr, "gemm rows=%d N=%d K=%d: wgmma %.1f us (%d splits), cublasLt %.1f us -> %s\n",
-                        rows, N, K, p->t_wgmma_us, best_s, t_lt, p->use_gemv == GEMM_PATH_WGMMA ? "wgmma" : "cublasLt");
-        }
     }
     return p;
 }
