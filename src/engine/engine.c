@@ -133,11 +133,15 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
     char mem_err[PG_ERR_LEN] = "";
     int have_mem = 0;
     if (cfg->tensor_parallel_size > 1) {
-        /* the split model (engine_tp.c): its own backends, comms and KV sizing; its ranks'
-         * devices are not known here, so the default budget is the small one */
-        if (resolve_budget(cfg, &max_tokens, max_seqs, 0, NULL, err) != 0) goto fail;
+        /* the split model (engine_tp.c): its own backends, comms and KV sizing; the default
+         * budget by rank 0's device */
+        if (engine_tp_new(&o->tp, cfg, err) != 0) goto fail;
+        long long tp_mem;
+        const char *tp_name;
+        engine_tp_device(o->tp, &tp_mem, &tp_name);
+        if (resolve_budget(cfg, &max_tokens, max_seqs, tp_mem, tp_name, err) != 0) goto fail;
         mo.max_tokens = max_tokens;
-        if (engine_tp_new(&o->tp, cfg, &mo, err) != 0) goto fail;
+        if (engine_tp_load(o->tp, cfg, &mo, err) != 0) goto fail;
     } else {
         BackendOptions bo = {.threads = cfg->threads, .device_id = cfg->device_id, .kv_dtype = cfg->kv_cache_dtype,
                              .enforce_eager = cfg->enforce_eager};

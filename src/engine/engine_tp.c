@@ -29,7 +29,7 @@ static int run_forward_sample(void *ctx, const BatchMeta *b, const struct Sample
     return tp_group_forward_sample(((EngineTp *)ctx)->g, b, sb, tokens, lps, err);
 }
 
-int engine_tp_new(EngineTp **out, const EngineConfig *cfg, const ModelLoadOptions *mo, char *err) {
+int engine_tp_new(EngineTp **out, const EngineConfig *cfg, char *err) {
     *out = NULL;
     const int n = cfg->tensor_parallel_size;
     const char *dev = cfg->device ? cfg->device : "cpu";
@@ -79,15 +79,26 @@ int engine_tp_new(EngineTp **out, const EngineConfig *cfg, const ModelLoadOption
         goto fail;
 #endif
     }
-    if (tp_group_new(&t->g, cfg->model_dir, n, t->be, t->comm, mo, err) != 0) goto fail;
-    LOG_I("tensor parallel: %d ranks on %s (%s), device sampling %s", n, dev,
-          cpu ? "in-process comm, threads split" : "one GPU each, NCCL",
-          tp_group_can_sample(t->g) ? "on rank 0" : "off (host sampler)");
     *out = t;
     return 0;
 fail:
     engine_tp_free(t);
     return -1;
+}
+
+void engine_tp_device(EngineTp *t, long long *mem_total, const char **name) {
+    Backend *b = t->be[0];
+    *mem_total = strcmp(b->name, "cpu") != 0 && b->ops->mem_total ? b->ops->mem_total(b) : -1;
+    *name = b->ops->device_name ? b->ops->device_name(b) : NULL;
+}
+
+int engine_tp_load(EngineTp *t, const EngineConfig *cfg, const ModelLoadOptions *mo, char *err) {
+    const char *dev = cfg->device ? cfg->device : "cpu";
+    if (tp_group_new(&t->g, cfg->model_dir, t->n, t->be, t->comm, mo, err) != 0) return -1;
+    LOG_I("tensor parallel: %d ranks on %s (%s), device sampling %s", t->n, dev,
+          t->world ? "in-process comm, threads split" : "one GPU each, NCCL",
+          tp_group_can_sample(t->g) ? "on rank 0" : "off (host sampler)");
+    return 0;
 }
 
 size_t engine_tp_kv_bytes_per_block(const EngineTp *t, int block_size) {

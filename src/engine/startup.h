@@ -31,10 +31,10 @@ long long startup_kv_blocks(Model *m, const StartupMem *sm, float util, int max_
 /* The step token budget when --max-num-batched-tokens is not given, by vLLM's rule for its
  * OpenAI server (EngineArgs.get_batch_defaults): 8192 on a device of at least 70 GiB that is not
  * an A100 (H100, H200, MI300X: "setting large max_num_batched_tokens for A100 reduces
- * throughput", vLLM PR #17885), else 2048. mem_total: bytes, <= 0 when unknown (the CPU backend,
- * tensor parallelism before its ranks exist): 2048. device_name: may be NULL. vLLM's offline
- * LLM class takes 16384 there; `pagellm bench throughput` keeps the server's 8192, the budget
- * every GPU record ran at (docs/benchmarks.md). */
+ * throughput", vLLM PR #17885), else 2048. mem_total: bytes, <= 0 when unknown (the CPU
+ * backend): 2048; under tensor parallelism, rank 0's device. device_name: may be NULL. vLLM's
+ * offline LLM class takes 16384 there; `pagellm bench throughput` keeps the server's 8192, the
+ * budget every GPU record ran at (16384 measured the same: run20, docs/benchmarks.md). */
 int startup_default_batched_tokens(long long mem_total, const char *device_name);
 
 /* vLLM's default CUDA graph capture sizes: [1, 2, 4] + 8..248 step 8 + 256..max step 16 with
