@@ -1,6 +1,9 @@
 /* test_tp_engine.c: tensor parallelism through the engine and the device-sampling path, on CPU
  * ranks (threads + the in-process comm; the GPU run of the same is scripts/tp_check.sh).
  *
+ *  device_before_load: engine_tp_new / engine_tp_device / engine_tp_free with no model loaded
+ *                   (CPU rank 0: memory unknown -> the 2048-token default budget), then an
+ *                   engine at TP=2 with the budget left to the device;
  *  engine_greedy:   engine_new with tensor_parallel_size 2 and 4 on models/tiny-qwen3: greedy
  *                   outputs of a batch of requests (chunked prefill, several sequences per step)
  *                   equal the TP=1 engine's token for token;
@@ -18,6 +21,8 @@
 #include "backend/backend.h"
 #include "backend/comm.h"
 #include "engine/engine.h"
+#include "engine/engine_tp.h"
+#include "engine/startup.h"
 #include "model/tp_forward.h"
 #include "util/err.h"
 #include "util/rng.h"
@@ -77,6 +82,57 @@ static int run_engine(int tp, Out *out) {
     EXPECT(rc >= 0);
     engine_free(e);
     return rc < 0 ? -1 : 0;
+}
+
+/* engine_tp_new makes the ranks' backends and comms only; engine_tp_device tells rank 0's device
+ * (CPU ranks: memory unknown, so the default step budget is the small one) before any model is
+ * loaded, and a group that was never loaded frees cleanly; then an engine at TP=2 with the
+ * budget left to the device starts and decodes. */
+TEST(device_before_load) {
+    if (!have_model()) { EXPECT(0); return; }
+    char err[PG_ERR_LEN];
+    EngineConfig c;
+    engine_config_default(&c);
+    c.model_dir = fixture_path("models/tiny-qwen3");
+    c.threads = 2;
+    c.tensor_parallel_size = 2;
+    EngineTp *t = NULL;
+    EXPECT_MSG(engine_tp_new(&t, &c, err) == 0, "%s", err);
+    if (!t) return;
+    long long mem = 0;
+    const char *name = "unset";
+    engine_tp_device(t, &mem, &name);
+    EXPECT_MSG(mem == -1, "CPU rank 0 reported %lld bytes", mem);
+    EXPECT(startup_default_batched_tokens(mem, name) == 2048);
+    engine_tp_free(t); /* no group loaded */
+
+    c.num_gpu_blocks_override = 64;
+    c.max_num_seqs = 4;
+    c.max_model_len = 256;
+    Engine *e = engine_new(&c, err);
+    EXPECT_MSG(e != NULL, "TP=2 with the budget by device: %s", err);
+    if (!e) return;
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++) ids[i] = 300 + 7 * i;
+    SamplingParams sp;
+    sampling_params_default(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = 3;
+    sp.ignore_eos = 1;
+    EngineRequest rq = {.id = 1, .prompt = ids, .prompt_len = 40, .params = sp, .grammar_start_token = -1};
+    EXPECT_MSG(engine_submit(e, &rq, err) == 0, "%s", err);
+    int ntok = 0, rc = 0;
+    while (engine_has_unfinished(e) && rc >= 0) {
+        rc = engine_step(e);
+        for (RequestOutput *o = engine_take_outputs(e), *nx; o; o = nx) {
+            nx = o->next;
+            ntok += o->num_tokens;
+            request_output_free(o);
+        }
+    }
+    EXPECT(rc >= 0);
+    EXPECT_MSG(ntok == 3, "%d tokens", ntok);
+    engine_free(e);
 }
 
 TEST(engine_greedy) {
@@ -271,6 +327,7 @@ TEST(forward_sample) {
 
 int main(void) {
     RUN(forward_sample);
+    RUN(device_before_load);
     RUN(engine_greedy);
     TEST_MAIN_END();
 }
