@@ -265,6 +265,10 @@ typedef struct CudaCtx {
      * (graph.cu); step_tunes counts the sizes tuned (tests) */
     int step_tune;
     long step_tunes;
+    double step_tune_s;       /* wall seconds in step_tune (its captures and timed replays) */
+    double choice_timing_s;   /* wall seconds in cuda_time_median_us: every timed choice (GEMM
+                                 plans and paths, pairs, fusions, the step tuner's replays); with
+                                 step_tune_s, the start-up breakdown cuda_capture_graphs logs */
     int run_pro;           /* the fused prologues of the run_log in progress (its graph's pro,
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run

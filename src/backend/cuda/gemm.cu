@@ -10,6 +10,10 @@
 
 #include "backend/cuda/cuda_common.cuh"
 
+extern "C" {
+#include "util/timeutil.h"
+}
+
 /* ---------------- the small-batch kernel ---------------- */
 
 /* Block: blockDim.x threads split K (8 elements each per step); GEMV_NB output rows n. */
@@ -269,6 +273,7 @@ static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
 }
 
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
+    const double w0 = time_now_s();
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
@@ -288,6 +293,7 @@ float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
         for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
             float t = ts[j]; ts[j] = ts[j - 1]; ts[j - 1] = t;
         }
+    c->choice_timing_s += time_now_s() - w0;
     return ts[2];
 }
 

@@ -680,9 +680,11 @@ static void step_tune(CudaCtx *c, CudaGraph *g) {
         if (c->log[i].kind == OP_ALLREDUCE) return;
     g->tuned = 1;
     c->step_tunes++;
+    const double w0 = time_now_s();
     /* the configured fusions (on) have just run eagerly in the caller; off has not */
     const float t_on = tune_time_us(c, 1, 0), t_off = tune_time_us(c, 0, 1);
     g->pro = t_off < 0.995f * t_on ? 0 : 1;
+    c->step_tune_s += time_now_s() - w0;
     if (getenv("PAGELLM_CUDA_GEMM_LOG"))
         fprintf(stderr, "step T=%d: fuse_pro 1 %.1f us, fuse_pro 0 %.1f us -> fuse_pro %d\n", c->T, t_on,
                 t_off, g->pro);
@@ -783,7 +785,11 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
     int32_t *iota = (int32_t *)malloc(((size_t)Bmax + 1) * sizeof(int32_t));
     int32_t *ones = (int32_t *)malloc(((size_t)Bmax + 1) * sizeof(int32_t));
     int rc = -1, captured = 0;
-    double t0 = time_now_s();
+    /* the start-up breakdown logged at the end: where the capture's seconds go */
+    const double t0 = time_now_s(), choice0 = c->choice_timing_s, tune0 = c->step_tune_s,
+                 cap0 = c->graph_capture_s;
+    const long timed0 = c->lt_timed;
+    double t_warm = 0;
     if (!zeros || !slots || !iota || !ones) { pg_err(err, "cuda graphs: out of host memory"); goto out; }
     for (int i = 0; i <= Bmax; i++) { slots[i] = -1; iota[i] = i; ones[i] = 1; }
     memcpy(c->graph_sizes, sp->sizes, sizeof(int) * (size_t)n);
@@ -801,6 +807,7 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
             cuda_logits_reserve(c, max_seqs);
         }
     }
+    t_warm = time_now_s() - t0;
     /* Capture: the second equal step of a size is captured; a size whose reference went stale
      * (a buffer moved after its warm-up) runs eagerly once more, then is captured. */
     for (int i = n - 1; i >= 0; i--) {
@@ -813,7 +820,10 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
     rc = captured;
 out:
     if (rc < 0) c->num_graph_sizes = 0; /* back to exact-size graphs */
-    LOG_D("cuda graphs: start-up capture of %d sizes in %.2f s", n, time_now_s() - t0);
+    LOG_I("cuda graphs: %d sizes in %.2f s = eager warm-up steps %.2f s (timing choices %.2f s, %ld GEMM "
+          "plans timed; step tuner %.2f s in all) + capture pass %.2f s (capturing %.2f s)",
+          n, time_now_s() - t0, t_warm, c->choice_timing_s - choice0, c->lt_timed - timed0,
+          c->step_tune_s - tune0, time_now_s() - t0 - t_warm, c->graph_capture_s - cap0);
     free(zeros); free(slots); free(iota); free(ones);
     return rc;
 }
