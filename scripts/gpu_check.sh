@@ -342,13 +342,14 @@ if [ $DEV -eq 1 ]; then
     else
       python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall('/tmp/cutlass-whl')" "$WHL"
       CS=/tmp/cutlass-whl/cutlass_library/source
+      cg_pids=()
       for cfg in 128,256,2,1 128,128,2,1 256,128,1,2; do
         IFS=, read tm tn cm cn <<< "$cfg"
         nvcc "${NVFLAGS[@]}" --expt-relaxed-constexpr -I$CS/include -I$CS/tools/util/include -DCG_TM=$tm -DCG_TN=$tn \
           -DCG_CM=$cm -DCG_CN=$cn dev/cuda/cutlass_gemm.cu -lcublasLt -o $B/cutlass_gemm_$tm.$tn.$cm.$cn \
-          > "$OUT/cutlass_gemm_build_$tm.$tn.log" 2>&1 &
+          > "$OUT/cutlass_gemm_build_$tm.$tn.log" 2>&1 & cg_pids+=($!)
       done
-      wait
+      for p in "${cg_pids[@]}"; do wait $p; done
       for cfg in 128.256.2.1 128.128.2.1 256.128.1.2; do
         [ -x $B/cutlass_gemm_$cfg ] && timeout 60 $B/cutlass_gemm_$cfg 2>&1
       done | tee "$OUT/cutlass_gemm.log" | tee -a "$OUT/bench.log"
