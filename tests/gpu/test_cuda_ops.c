@@ -9,7 +9,8 @@
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
- * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_qkv: q, k, v as one matmul; graph_buckets; the in-kernel split
+ * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_qkv: q, k, v as one matmul; graph_lend: graph sizes lending GEMM choices
+ * (PAGELLM_CUDA_GRAPH_LEND_MAX); graph_buckets; the in-kernel split
  * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; the step tuner (graph-timed) as
  * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
@@ -771,6 +772,32 @@ static void test_graph_rewrite(const GraphRewrite *t, Backend *on, Backend *off,
     }
 }
 
+/* PAGELLM_CUDA_GRAPH_LEND_MAX (gemm.cu graph_times_own): with it at 64 (`on`), the 48-row decode
+ * graph's eager step takes the 96-row prefill's timed GEMM choices (lent > 0); at its default 0
+ * (`off`) that step times its own (lent 0); both within the bf16 bound of the eager backend. */
+static void test_graph_lend(Backend *on, Backend *off, Backend *eager) {
+    long l_on0, l_off0;
+    backend_cuda_gemm_plans(on, &l_on0);
+    backend_cuda_gemm_plans(off, &l_off0);
+    double wa, wn;
+    graph_ab_48(on, off, eager, &wa, &wn);
+    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
+    report("graph_lend", shape, &(NamedBackend){"cuda-graphs-lend64", on}, wa, 1e-2);
+    report("graph_lend", shape, &(NamedBackend){"cuda-graphs-lend0", off}, wn, 1e-2);
+    long l_on, l_off;
+    backend_cuda_gemm_plans(on, &l_on);
+    backend_cuda_gemm_plans(off, &l_off);
+    l_on -= l_on0;
+    l_off -= l_off0;
+    checks++;
+    if (l_on <= 0 || l_off != 0) {
+        printf("FAIL graph_lend: %ld plans lent with GRAPH_LEND_MAX=64 (want > 0), %ld at 0 (want 0)\n", l_on, l_off);
+        gpu_failures++;
+    } else {
+        printf("%-14s %-34s %ld plans lent ok\n", "graph_lend", shape, l_on);
+    }
+}
+
 /* gemm.cu's plan lending: a new row count outside a graph step takes the choices of a timed
  * plan of the same shape on the same side of GEMV_MAX_ROWS with at most twice its rows instead
  * of timing during a live step. On the automatic "cuda" backend: rows 40 is timed, 37 lent
@@ -1164,6 +1191,19 @@ int main(void) {
             if (gg) gg->ops->destroy(gg);
             if (gp) gp->ops->destroy(gp);
         }
+        /* graph sizes lending their GEMM choices (an A/B knob, default off) */
+        setenv("PAGELLM_CUDA_GRAPH_LEND_MAX", "64", 1);
+        gg = make_cuda("graphs", err);
+        unsetenv("PAGELLM_CUDA_GRAPH_LEND_MAX");
+        gp = gg ? make_cuda("graphs", err) : NULL;
+        if (gg && gp) {
+            test_graph_lend(gg, gp, g);
+        } else {
+            printf("FAIL graph_lend: graphs backends: %s\n", err);
+            gpu_failures++;
+        }
+        if (gg) gg->ops->destroy(gg);
+        if (gp) gp->ops->destroy(gp);
         /* each on a fresh graphs backend, against the eager one */
         void (*const on_fresh[])(Backend *, Backend *) = {test_graph_buckets, test_graph_retime};
         for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {

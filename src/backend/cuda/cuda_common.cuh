@@ -221,6 +221,9 @@ typedef struct CudaCtx {
     int lt_lend;           /* PAGELLM_CUDA_LT_LEND (default 1): a new row count takes a measured plan's
                             * choices for at most twice its rows instead of timing (gemm.cu) */
     long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
+    int graph_lend_max;    /* PAGELLM_CUDA_GRAPH_LEND_MAX (A/B, default 0): decode graph sizes of at
+                            * most this many rows may take a timed neighbour's GEMM choices in
+                            * their eager step instead of timing their own (start-up time) */
     int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,

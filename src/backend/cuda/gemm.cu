@@ -340,6 +340,14 @@ static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const
     return p->t_lt_us;
 }
 
+/* Whether a plan of `rows` rows must time its own choices because a decode graph's eager step
+ * (the one before its capture) asks for it: graph sizes replay their choices every step, so they
+ * are timed exactly, except sizes up to PAGELLM_CUDA_GRAPH_LEND_MAX (an A/B of start-up time
+ * against small-batch step time; default 0: every size). */
+static int graph_times_own(const CudaCtx *c, int rows) {
+    return c->graph_step_eager && rows > c->graph_lend_max;
+}
+
 /* A measured plan whose choices a new plan can take instead of timing its own, outside the eager
  * run of a decode graph's step (graph sizes are timed exactly, once, before their capture): the
  * ever-new row counts of eager steps, such as the logits rows of a prefill step (one per
@@ -353,7 +361,7 @@ static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const
  * call (gemv_ok / gemv4_ok) and cuBLASLt must accept its algorithm for the new layout. NULL:
  * none. */
 static const GemmPlan *plan_lender(const CudaCtx *c, const GemmPlan *p, int gemv_ok, int gemv4_ok) {
-    if (!c->lt_lend || c->graph_step_eager) return NULL;
+    if (!c->lt_lend || graph_times_own(c, p->rows)) return NULL;
     const int small = p->rows <= GEMV_MAX_ROWS;
     const GemmPlan *best = NULL, *below = NULL;
     for (int i = 0; i < c->num_plans; i++) {
@@ -395,7 +403,7 @@ static GemmPlan *plan_get(CudaCtx *c, void *out, int out_f32, const bf16 *x, con
          * even where an earlier eager step of the same row count (a prompt chunk of 256 tokens,
          * say) took a neighbour's choices: run14's bench step at 256 rows ran 15.5 ms on
          * choices lent from 128 rows, 14.6 ms on its own. */
-        if (!(p->origin == PLAN_LENT && c->graph_step_eager)) return p;
+        if (!(p->origin == PLAN_LENT && graph_times_own(c, rows))) return p;
         plan_destroy(p); /* re-made below, in its slot */
     } else if (c->num_plans < CUDA_MAX_PLANS) p = &c->plans[c->num_plans++];
     else { /* full: recycle round-robin */
