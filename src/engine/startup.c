@@ -1,7 +1,10 @@
-/* startup.c: KV cache sizing from a profiling forward, and CUDA graph capture (startup.h). */
+/* startup.c: the default step budget by device, KV cache sizing from a profiling forward, and
+ * CUDA graph capture (startup.h). */
 #include "engine/startup.h"
 
+#include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/err.h"
 #include "util/log.h"
@@ -99,8 +102,8 @@ out:
 int startup_default_batched_tokens(long long mem_total, const char *device_name) {
     if (mem_total < 70LL << 30) return 2048;
     if (device_name) /* vLLM lower-cases the name and looks for "a100" */
-        for (const char *p = device_name; p[0] && p[1] && p[2] && p[3]; p++)
-            if ((p[0] | 32) == 'a' && p[1] == '1' && p[2] == '0' && p[3] == '0') return 2048;
+        for (const char *p = device_name; *p; p++)
+            if (tolower((unsigned char)*p) == 'a' && !strncmp(p + 1, "100", 3)) return 2048;
     return 8192;
 }
 

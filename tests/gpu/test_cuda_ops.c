@@ -734,26 +734,37 @@ static void graph_ab_48(Backend *on, Backend *off, Backend *eager, double *worst
     free(la); free(ln); free(le);
 }
 
-/* A graph rewrite forced on (its variable = 2) and off (= 0), each on a fresh graphs backend:
- * graph_ab_48's logits of both within the bf16 bound of the eager backend's, and launches of the
- * rewrite counted by the on backend (want > 0) and none by the off one.
+/* A graph rewrite forced on (its variable = on_val) and off (= 0), each on a fresh graphs backend:
+ * graph_ab_48's logits of both within the bf16 bound of the eager backend's, and what the
+ * rewrite does counted by the on backend (want > 0) and none by the off one.
  *   graph_pair: gemm_pair.cu's k/v and gate/up matmuls as one batched cuBLASLt matmul each;
  *   graph_qkv: graph.cu's fused QKV, the q, k, v matmuls of each layer as one matmul over their
  *     adjacent weights (the backend's weight arena) whose output the fused rope + KV store reads
- *     (the logits check covers the cache rows and the q written for attention). */
+ *     (the logits check covers the cache rows and the q written for attention);
+ *   graph_lend: PAGELLM_CUDA_GRAPH_LEND_MAX (gemm.cu graph_times_own) at 64, the 48-row decode
+ *     graph's eager step takes the 96-row prefill's timed GEMM choices (plans lent); at its
+ *     default 0 that step times its own. */
 typedef struct GraphRewrite {
     const char *test, *var, *on_label, *off_label, *what;
     long (*launches)(const Backend *b);
     int fp8_kv; /* the graphs backends and the eager reference keep an fp8 KV cache */
+    const char *on_val; /* the variable's value for `on` (NULL: "2", the rewrites' forced on) */
 } GraphRewrite;
+static long lent_plans(const Backend *b) {
+    long lent = 0;
+    backend_cuda_gemm_plans(b, &lent);
+    return lent;
+}
 static const GraphRewrite REWRITES[] = {
     {"graph_pair", "PAGELLM_CUDA_GEMM_PAIR", "cuda-graphs-pairs", "cuda-graphs-nopairs",
-     "batched pair launches", backend_cuda_pair_launches, 0},
+     "batched pair launches", backend_cuda_pair_launches, 0, NULL},
     {"graph_qkv", "PAGELLM_CUDA_FUSE_QKV", "cuda-graphs-qkv", "cuda-graphs-noqkv", "fused QKV launches",
-     backend_cuda_qkv_launches, 0},
+     backend_cuda_qkv_launches, 0, NULL},
     /* the fused QKV's store writes the fp8 cache too (its kernel is the one of the rope + store) */
     {"graph_qkv_fp8", "PAGELLM_CUDA_FUSE_QKV", "cuda-graphs-qkv-fp8kv", "cuda-graphs-noqkv-fp8kv",
-     "fused QKV launches", backend_cuda_qkv_launches, 1},
+     "fused QKV launches", backend_cuda_qkv_launches, 1, NULL},
+    {"graph_lend", "PAGELLM_CUDA_GRAPH_LEND_MAX", "cuda-graphs-lend64", "cuda-graphs-lend0", "GEMM plans lent",
+     lent_plans, 0, "64"},
 };
 
 static void test_graph_rewrite(const GraphRewrite *t, Backend *on, Backend *off, Backend *eager) {
@@ -769,32 +780,6 @@ static void test_graph_rewrite(const GraphRewrite *t, Backend *on, Backend *off,
         gpu_failures++;
     } else {
         printf("%-14s %-34s %ld %s ok\n", t->test, shape, n_on, t->what);
-    }
-}
-
-/* PAGELLM_CUDA_GRAPH_LEND_MAX (gemm.cu graph_times_own): with it at 64 (`on`), the 48-row decode
- * graph's eager step takes the 96-row prefill's timed GEMM choices (lent > 0); at its default 0
- * (`off`) that step times its own (lent 0); both within the bf16 bound of the eager backend. */
-static void test_graph_lend(Backend *on, Backend *off, Backend *eager) {
-    long l_on0, l_off0;
-    backend_cuda_gemm_plans(on, &l_on0);
-    backend_cuda_gemm_plans(off, &l_off0);
-    double wa, wn;
-    graph_ab_48(on, off, eager, &wa, &wn);
-    const char *shape = "48 seqs, 4 decode steps, D512 F1024";
-    report("graph_lend", shape, &(NamedBackend){"cuda-graphs-lend64", on}, wa, 1e-2);
-    report("graph_lend", shape, &(NamedBackend){"cuda-graphs-lend0", off}, wn, 1e-2);
-    long l_on, l_off;
-    backend_cuda_gemm_plans(on, &l_on);
-    backend_cuda_gemm_plans(off, &l_off);
-    l_on -= l_on0;
-    l_off -= l_off0;
-    checks++;
-    if (l_on <= 0 || l_off != 0) {
-        printf("FAIL graph_lend: %ld plans lent with GRAPH_LEND_MAX=64 (want > 0), %ld at 0 (want 0)\n", l_on, l_off);
-        gpu_failures++;
-    } else {
-        printf("%-14s %-34s %ld plans lent ok\n", "graph_lend", shape, l_on);
     }
 }
 
@@ -1172,12 +1157,12 @@ int main(void) {
         }
         if (gg) gg->ops->destroy(gg);
         if (gp) gp->ops->destroy(gp);
-        /* graph rewrites forced on (2) and off (0), each pair of fresh graphs backends against
-         * the eager one */
+        /* graph rewrites forced on (on_val, else 2) and off (0), each pair of fresh graphs
+         * backends against the eager one */
         for (size_t i = 0; i < sizeof REWRITES / sizeof REWRITES[0]; i++) {
             const GraphRewrite *t = &REWRITES[i];
             Backend *ref = t->fp8_kv ? FP8KV : g;
-            setenv(t->var, "2", 1);
+            setenv(t->var, t->on_val ? t->on_val : "2", 1);
             gg = make_cuda_kv("graphs", t->fp8_kv, err);
             setenv(t->var, "0", 1);
             gp = make_cuda_kv("graphs", t->fp8_kv, err);
@@ -1185,25 +1170,13 @@ int main(void) {
             if (gg && gp && ref) {
                 test_graph_rewrite(t, gg, gp, ref);
             } else {
-                printf("FAIL %s: graphs backends (%s 2 / 0): %s\n", t->test, t->var, ref ? err : "no eager reference backend");
+                printf("FAIL %s: graphs backends (%s %s / 0): %s\n", t->test, t->var, t->on_val ? t->on_val : "2",
+                       ref ? err : "no eager reference backend");
                 gpu_failures++;
             }
             if (gg) gg->ops->destroy(gg);
             if (gp) gp->ops->destroy(gp);
         }
-        /* graph sizes lending their GEMM choices (an A/B knob, default off) */
-        setenv("PAGELLM_CUDA_GRAPH_LEND_MAX", "64", 1);
-        gg = make_cuda("graphs", err);
-        unsetenv("PAGELLM_CUDA_GRAPH_LEND_MAX");
-        gp = gg ? make_cuda("graphs", err) : NULL;
-        if (gg && gp) {
-            test_graph_lend(gg, gp, g);
-        } else {
-            printf("FAIL graph_lend: graphs backends: %s\n", err);
-            gpu_failures++;
-        }
-        if (gg) gg->ops->destroy(gg);
-        if (gp) gp->ops->destroy(gp);
         /* each on a fresh graphs backend, against the eager one */
         void (*const on_fresh[])(Backend *, Backend *) = {test_graph_buckets, test_graph_retime};
         for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {

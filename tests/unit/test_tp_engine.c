@@ -40,17 +40,23 @@ static int have_model(void) {
 #define MAXOUT 12
 typedef struct { int32_t toks[MAXOUT]; int n; } Out;
 
+/* models/tiny-qwen3 on `tp` CPU ranks of 2 threads in all, 64 KV blocks, 256-token context, up
+ * to max_seqs sequences; the step budget left to the device. */
+static void tiny_config(EngineConfig *c, int tp, int max_seqs) {
+    engine_config_default(c);
+    c->model_dir = fixture_path("models/tiny-qwen3");
+    c->threads = 2;
+    c->num_gpu_blocks_override = 64;
+    c->max_num_seqs = max_seqs;
+    c->max_model_len = 256;
+    c->tensor_parallel_size = tp;
+}
+
 static int run_engine(int tp, Out *out) {
     char err[PG_ERR_LEN];
     EngineConfig c;
-    engine_config_default(&c);
-    c.model_dir = fixture_path("models/tiny-qwen3");
-    c.threads = 2;
-    c.num_gpu_blocks_override = 64;
+    tiny_config(&c, tp, 8);
     c.max_num_batched_tokens = 48;   /* chunked prefill mixed with decodes */
-    c.max_num_seqs = 8;
-    c.max_model_len = 256;
-    c.tensor_parallel_size = tp;
     Engine *e = engine_new(&c, err);
     EXPECT_MSG(e != NULL, "TP=%d: %s", tp, err);
     if (!e) return -1;
@@ -92,10 +98,7 @@ TEST(device_before_load) {
     if (!have_model()) { EXPECT(0); return; }
     char err[PG_ERR_LEN];
     EngineConfig c;
-    engine_config_default(&c);
-    c.model_dir = fixture_path("models/tiny-qwen3");
-    c.threads = 2;
-    c.tensor_parallel_size = 2;
+    tiny_config(&c, 2, 4);
     EngineTp *t = NULL;
     EXPECT_MSG(engine_tp_new(&t, &c, err) == 0, "%s", err);
     if (!t) return;
@@ -106,9 +109,6 @@ TEST(device_before_load) {
     EXPECT(startup_default_batched_tokens(mem, name) == 2048);
     engine_tp_free(t); /* no group loaded */
 
-    c.num_gpu_blocks_override = 64;
-    c.max_num_seqs = 4;
-    c.max_model_len = 256;
     Engine *e = engine_new(&c, err);
     EXPECT_MSG(e != NULL, "TP=2 with the budget by device: %s", err);
     if (!e) return;

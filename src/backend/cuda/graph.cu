@@ -306,8 +306,9 @@ static int try_fuse_rope_store(CudaCtx *c, int i) {
  * Wv]^T, then cuda_qkv_norm_rope_store reads q, k and v from its rows and leaves q, k and v as
  * the unfused records would have (plus the cache rows). Why: at 256 rows the 8B shape's q
  * projection is a grid of only 64 output tiles and the k/v pair one of 32 on 132 SMs. Measured
- * (run17, H100): the fused matmul 34.2 us against 41.8 for q + the k/v pair at 256 rows, 26.7
- * against 34.5 at 64; the engine's 256 x 512/512 run +1.5%. (Session 10 predicted ~20 us, from
+ * (run17, H100, bench launches): the fused matmul 34.2 us against 41.8 for q + the k/v pair at
+ * 256 rows, 26.7 against 34.5 at 64 (graph-timed alone, run20: 23.4 us at 256); the engine's
+ * 256 x 512/512 run +1.5%. (Session 10 predicted ~20 us, from
  * a "one tile's serial time" rule that the measurement refuted.) Decode graphs at row
  * counts cuBLASLt runs only (the GEMV side already runs q, k, v as one multi-segment launch).
  * Per shape (rows, Nq, Nkv, K), timed once outside captures: the fused matmul against q then the
@@ -820,10 +821,11 @@ int cuda_capture_graphs(Backend *b, const GraphCaptureSpec *sp, char *err) {
     rc = captured;
 out:
     if (rc < 0) c->num_graph_sizes = 0; /* back to exact-size graphs */
-    LOG_I("cuda graphs: %d sizes in %.2f s = eager warm-up steps %.2f s (timing choices %.2f s, %ld GEMM "
-          "plans timed; step tuner %.2f s in all) + capture pass %.2f s (capturing %.2f s)",
-          n, time_now_s() - t0, t_warm, c->choice_timing_s - choice0, c->lt_timed - timed0,
-          c->step_tune_s - tune0, time_now_s() - t0 - t_warm, c->graph_capture_s - cap0);
+    /* the total is the engine's "CUDA graphs: ... captured" line; this is where it goes */
+    LOG_I("cuda graphs: eager warm-up steps %.2f s (timing choices %.2f s, %ld GEMM plans timed; step "
+          "tuner %.2f s in all) + capture pass %.2f s (capturing %.2f s)",
+          t_warm, c->choice_timing_s - choice0, c->lt_timed - timed0, c->step_tune_s - tune0,
+          time_now_s() - t0 - t_warm, c->graph_capture_s - cap0);
     free(zeros); free(slots); free(iota); free(ones);
     return rc;
 }
