@@ -221,8 +221,8 @@ typedef struct CudaCtx {
     int lt_lend;           /* PAGELLM_CUDA_LT_LEND (default 1): a new row count takes a measured plan's
                             * choices for at most twice its rows instead of timing (gemm.cu) */
     long lt_timed, lt_lent; /* plans whose choices were timed / taken from a measured plan (tests) */
-    int graph_lend_max;    /* PAGELLM_CUDA_GRAPH_LEND_MAX (A/B, default 0): decode graph sizes of at
-                            * most this many rows may take a timed neighbour's GEMM choices in
+    int graph_lend_max;    /* PAGELLM_CUDA_GRAPH_LEND_MAX (default 128; 0: every size timed): decode
+                            * graph sizes 2..this may take a timed neighbour's GEMM choices in
                             * their eager step instead of timing their own (start-up time) */
     int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
@@ -271,7 +271,10 @@ typedef struct CudaCtx {
     double step_tune_s;       /* wall seconds in step_tune (its captures and timed replays) */
     double choice_timing_s;   /* wall seconds in cuda_time_median_us: every timed choice (GEMM
                                  plans and paths, pairs, fusions, the step tuner's replays); with
-                                 step_tune_s, the start-up breakdown cuda_capture_graphs logs */
+                                 step_tune_s, the start-up breakdown cuda_capture_graphs logs;
+                                 timed runs nest (a fused QKV's timing times GEMM plans), so only
+                                 the outermost counts (timing_depth) */
+    int timing_depth;         /* cuda_time_median_us calls in progress */
     int run_pro;           /* the fused prologues of the run_log in progress (its graph's pro,
                               else fuse_pro); read only by run_log's rewrites */
     int fuse_rope_store;   /* PAGELLM_CUDA_FUSE_KV (default 1): recorded qk_norm_rope + kv_store run

@@ -274,6 +274,7 @@ static void run_path(CudaCtx *c, GemmPlan *p, int path, void *out, const bf16 *x
 
 float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
     const double w0 = time_now_s();
+    c->timing_depth++; /* a timed run may time its own choices (a fused QKV's GEMM plans) */
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
@@ -293,7 +294,7 @@ float cuda_time_median_us(CudaCtx *c, void (*run)(void *arg), void *arg) {
         for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
             float t = ts[j]; ts[j] = ts[j - 1]; ts[j - 1] = t;
         }
-    c->choice_timing_s += time_now_s() - w0;
+    if (--c->timing_depth == 0) c->choice_timing_s += time_now_s() - w0; /* outermost only */
     return ts[2];
 }
 
@@ -341,11 +342,14 @@ static float plan_lt_us(CudaCtx *c, GemmPlan *p, void *out, const bf16 *x, const
 }
 
 /* Whether a plan of `rows` rows must time its own choices because a decode graph's eager step
- * (the one before its capture) asks for it: graph sizes replay their choices every step, so they
- * are timed exactly, except sizes up to PAGELLM_CUDA_GRAPH_LEND_MAX (an A/B of start-up time
- * against small-batch step time; default 0: every size). */
+ * (the one before its capture) asks for it: graph sizes replay their choices every step, so the
+ * sizes above PAGELLM_CUDA_GRAPH_LEND_MAX (default 128) and size 1 are timed exactly; the others
+ * may lend (plan_lender). Why 128: run14's 256-row step ran 6% slower on choices lent from 128
+ * rows (below), while run21's lending at <= 128 cut ready 4.34 -> 3.49 s (205 -> 117 plans timed) with
+ * the batch-32 step and the 256 x 512/512 run unchanged. Size 1 is batch-1 decode, the latency
+ * that bs1 targets measure; its GEMV choices are not risked on 2 rows' timing. */
 static int graph_times_own(const CudaCtx *c, int rows) {
-    return c->graph_step_eager && rows > c->graph_lend_max;
+    return c->graph_step_eager && (rows == 1 || rows > c->graph_lend_max);
 }
 
 /* A measured plan whose choices a new plan can take instead of timing its own, outside the eager
