@@ -4,8 +4,9 @@
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
- * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1"/"cuda-pf3" (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the
- * original prefill kernel, and 3, prefill_attn_v2 with 4 warps), and "cpu" (the reference backend;
+ * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1" / "cuda-pf3" / "cuda-pf4" / "cuda-pf5"
+ * (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the original prefill kernel, and 3-5, prefill_attn_v2
+ * with 4 warps of 16 rows, 4 of 32, 8 of 32), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
@@ -378,9 +379,15 @@ static void test_embed_gather(int T, int V, int D) {
 }
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
-/* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2):
- * 1 the original kernel, 3 prefill_attn_v2 with 4 warps a block; bf16 and fp8 KV caches. */
-static Backend *PF1, *PF3, *PF1FP8, *PF3FP8;
+/* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2): 1 the
+ * original kernel; prefill_attn_v2 with 3: 4 warps of 16 rows, 4: 4 warps of 32, 5: 8 warps of
+ * 32; each with a bf16 and an fp8 KV cache (attention tests only). */
+typedef struct PrefillVariant { const char *name, *val; int fp8; Backend *b; } PrefillVariant;
+static PrefillVariant PFV[] = {
+    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf3", "3", 0, NULL}, {"cuda-pf4", "4", 0, NULL},
+    {"cuda-pf5", "5", 0, NULL}, {"cuda-pf1-fp8kv", "1", 1, NULL}, {"cuda-pf3-fp8kv", "3", 1, NULL},
+    {"cuda-pf4-fp8kv", "4", 1, NULL}, {"cuda-pf5-fp8kv", "5", 1, NULL},
+};
 /* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),
  * bf16 and fp8 KV (attention tests only); "cuda" and "cuda-fp8kv" run v3 (tensor cores) for
  * head_dim 64/128. */
@@ -487,19 +494,20 @@ static void test_attention(const char *label, int S, const int *prefix, const in
                            int Hkv, int hd, int block_size) {
     /* bf16 cache: "cuda" (the default kernels), the CPU backend and the CUDA variants that
      * pick other attention kernels; the GEMM-path variants (cuda-gemv...) add nothing here */
-    NamedBackend bl[16], fl[6];
+    NamedBackend bl[16], fl[10];
     int nb = 0, nf = 0;
     for (int k = 0; k < NBK; k++)
         if (k == 0 || strncmp(BK[k].name, "cuda-", 5) != 0) bl[nb++] = BK[k];
     if (DEC1) bl[nb++] = (NamedBackend){"cuda-dec1", DEC1};
     if (MRG) bl[nb++] = (NamedBackend){"cuda-merge1", MRG};
     if (MRGFP8) fl[nf++] = (NamedBackend){"cuda-merge1-fp8kv", MRGFP8};
-    if (PF1) bl[nb++] = (NamedBackend){"cuda-pf1", PF1};
-    if (PF3) bl[nb++] = (NamedBackend){"cuda-pf3", PF3};
     if (FP8KV) fl[nf++] = (NamedBackend){"cuda-fp8kv", FP8KV};
     if (DEC1FP8) fl[nf++] = (NamedBackend){"cuda-dec1-fp8kv", DEC1FP8};
-    if (PF1FP8) fl[nf++] = (NamedBackend){"cuda-pf1-fp8kv", PF1FP8};
-    if (PF3FP8) fl[nf++] = (NamedBackend){"cuda-pf3-fp8kv", PF3FP8};
+    for (size_t i = 0; i < sizeof PFV / sizeof PFV[0]; i++)
+        if (PFV[i].b) {
+            if (PFV[i].fp8) fl[nf++] = (NamedBackend){PFV[i].name, PFV[i].b};
+            else bl[nb++] = (NamedBackend){PFV[i].name, PFV[i].b};
+        }
     test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 0, bl, nb);
     if (nf) test_attention_kv(label, S, prefix, chunk, Hq, Hkv, hd, block_size, 1, fl, nf);
 }
@@ -1069,17 +1077,14 @@ int main(void) {
         unsetenv("PAGELLM_CUDA_DECODE_COMBINE");
         if (!MRG || !MRGFP8) printf("FAIL: cuda backend with the in-kernel split merge: %s\n", err), gpu_failures++;
         /* the other prefill attention kernels (the variable is read at backend_new) */
-        setenv("PAGELLM_CUDA_PREFILL_ATTN", "1", 1);
-        PF1 = backend_new("cuda", &fo, err);
-        fo.kv_dtype = DT_FP8_E4M3;
-        PF1FP8 = backend_new("cuda", &fo, err);
-        setenv("PAGELLM_CUDA_PREFILL_ATTN", "3", 1);
-        PF3FP8 = backend_new("cuda", &fo, err);
+        for (size_t i = 0; i < sizeof PFV / sizeof PFV[0]; i++) {
+            setenv("PAGELLM_CUDA_PREFILL_ATTN", PFV[i].val, 1);
+            fo.kv_dtype = PFV[i].fp8 ? DT_FP8_E4M3 : DT_COUNT;
+            if (!(PFV[i].b = backend_new("cuda", &fo, err)))
+                printf("FAIL: cuda backend %s: %s\n", PFV[i].name, err), gpu_failures++;
+        }
         fo.kv_dtype = DT_COUNT;
-        PF3 = backend_new("cuda", &fo, err);
         unsetenv("PAGELLM_CUDA_PREFILL_ATTN");
-        if (!PF1 || !PF3 || !PF1FP8 || !PF3FP8)
-            printf("FAIL: cuda backend with PAGELLM_CUDA_PREFILL_ATTN=1/3: %s\n", err), gpu_failures++;
     }
     BackendOptions o = {0};
     o.kv_dtype = DT_COUNT;

@@ -1,6 +1,7 @@
 /* prefill_attn_v2.cu: causal paged attention of the prefill chunks of a mixed batch
- * (PAGELLM_CUDA_PREFILL_ATTN=2, the default: 8 warps a block; 3: the same kernel with 4 warps
- * a block; 1: the original prefill_attn_kernel in paged_attn.cu).
+ * (PAGELLM_CUDA_PREFILL_ATTN=2, the default: 8 warps of 16 rows a block; 3: 4 warps of 16 rows;
+ * 4: 4 warps of 32 rows; 5: 8 warps of 32 rows; 1: the original prefill_attn_kernel in
+ * paged_attn.cu).
  *
  * Same contract as prefill_attn_kernel: query token t of prefill sequence s (position
  * positions[t], positions consecutive within a chunk) attends to keys 0..pos of s, read
@@ -98,19 +99,21 @@ __device__ __forceinline__ void pf2_widen(bf16 *Ks, bf16 *Vs, const unsigned cha
     }
 }
 
-/* One warp's MT m-tiles of 16 rows against one 64-key tile: S = Q K^T, (mask), online softmax
- * update of m, l and rescale of o, then o += P V. Q fragments come from registers (qa, MT = 1)
- * or from the block's Q tile in shared memory (qsw: this warp's first row there, MT > 1:
- * the registers go to the second m-tile's accumulators instead; each K and V fragment read
- * from shared memory then feeds MT mma). k0 is the tile's first key; mask applies
- * key <= row_pos per element (only when the tile straddles the warp's diagonal). m is in
- * scaled base-2 units; l is this thread's partial row sum (reduced over the quad at the end). */
-template <int HD, int NW, int MT>
+/* One warp's MT m-tiles of 16 rows against SUB keys (the whole 64-key tile, or half of it when
+ * MT = 2: the scores of 2 m-tiles x 64 keys do not fit in the registers beside the two
+ * m-tiles' accumulators): S = Q K^T, (mask), online softmax update of m, l and rescale of o, then
+ * o += P V. Q fragments come from registers (qa, MT = 1) or from the block's Q tile in shared
+ * memory (qsw: this warp's first row there, MT > 1: the registers go to the second m-tile's
+ * accumulators instead; each K and V fragment read from shared memory then feeds MT mma).
+ * Ks / Vs: the first of the SUB key rows; k0: their first key; mask applies key <= row_pos per
+ * element (only when the keys straddle the warp's diagonal). m is in scaled base-2 units; l is
+ * this thread's partial row sum (reduced over the quad at the end). */
+template <int HD, int NW, int MT, int SUB>
 __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[MT][2],
                                          float (&l)[MT][2], const uint32_t (&qa)[HD / 16][4],
                                          const bf16 *qsw, const bf16 *Ks, const bf16 *Vs, int k0,
                                          bool mask, const int (&row_pos)[MT][2], float scale_log2) {
-    constexpr int LD = HD + 8, NTL = PF2_KEYS / 8;
+    constexpr int LD = HD + 8, NTL = SUB / 8;
     const int lane = threadIdx.x & 31, t4 = lane & 3;
     float sc[MT][NTL][4];
 #pragma unroll
@@ -146,7 +149,7 @@ __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[M
             }
         }
     }
-    uint32_t pa[MT][PF2_KEYS / 16][4];
+    uint32_t pa[MT][SUB / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
         if (mask) {
@@ -167,7 +170,7 @@ __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[M
         for (int rr = 0; rr < 2; rr++) {
             mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
             mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-            /* finite: every row sees key 0 in tile 0, the first tile a warp computes */
+            /* finite: every row sees key 0 in the first keys a warp computes */
             float mn = fmaxf(m[mt][rr], mx[rr] * scale_log2);
             alpha[rr] = exp2f(m[mt][rr] - mn);
             m[mt][rr] = mn;
@@ -194,7 +197,7 @@ __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[M
     /* O += P V: V^T fragments through ldmatrix.trans (16 keys x 16 dims per instruction) */
     const bf16 *vb = Vs + a_off;
 #pragma unroll
-    for (int kj = 0; kj < PF2_KEYS / 16; kj++)
+    for (int kj = 0; kj < SUB / 16; kj++)
 #pragma unroll
         for (int dt = 0; dt < HD / 16; dt++) {
             uint32_t r0, r1, r2, r3;
@@ -221,6 +224,18 @@ __device__ __forceinline__ void pf2_load_q(bf16 *Qs, const bf16 *q, int qs, int 
         else
             *(uint4 *)dst = make_uint4(0, 0, 0, 0);
     }
+}
+
+/* Row r of a block whose first token is tok0: its token (clamped to the chunk: rows past it, or
+ * past TPT * G when G does not divide the block's rows, borrow the last valid token) and head;
+ * returns whether the row is one of the chunk's. Recomputed where needed rather than kept in
+ * registers: at MT = 2 every register goes to the accumulators. */
+__device__ __forceinline__ bool pf2_row(int r, int tok0, int TPT, int G, int qlen, int kvh, int *tok,
+                                        int *head) {
+    const int tk = tok0 + min(r / G, TPT - 1);
+    *tok = min(tk, qlen - 1);
+    *head = kvh * G + r % G;
+    return r < TPT * G && tk < qlen;
 }
 
 /* Grid (Hkv, prefill sequences, query tiles reversed), NW * 32 threads, Pf2Smem::BYTES of
@@ -258,23 +273,18 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
     /* this thread's rows: g and g + 8 of each m-tile. Rows past the chunk (or past TPT*G when
      * G does not divide ROWS) borrow the last valid token's position, so the warp's key range
      * stays the block's; their q is 0 and they are not written. */
-    int row_tok[MT][2], row_head[MT][2], row_pos[MT][2];
-    bool row_ok[MT][2];
+    int row_pos[MT][2];
     int wmin = INT32_MAX, wmax = 0;
     bool any_ok = false;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            int r = mt * NW * 16 + warp * 16 + g + 8 * i;
-            int tk = tok0 + min(r / G, TPT - 1);
-            row_ok[mt][i] = r < TPT * G && tk < qlen;
-            row_tok[mt][i] = min(tk, qlen - 1);
-            row_head[mt][i] = kvh * G + r % G;
-            row_pos[mt][i] = positions[qs + row_tok[mt][i]];
+            int tok, head;
+            any_ok |= pf2_row(mt * NW * 16 + warp * 16 + g + 8 * i, tok0, TPT, G, qlen, kvh, &tok, &head);
+            row_pos[mt][i] = positions[qs + tok];
             wmin = min(wmin, row_pos[mt][i]);
             wmax = max(wmax, row_pos[mt][i]);
-            any_ok |= row_ok[mt][i];
         }
     /* the warp's key range: keys past wmax are masked for all its rows, keys up to wmin for none */
 #pragma unroll
@@ -286,15 +296,16 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
 
     uint32_t qa[HD / 16][4]; /* MT == 1 only (dead otherwise) */
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++)
+    for (int rr = 0; rr < 2; rr++) {
+        int tok, head;
+        const bool ok = MT == 1 && pf2_row(warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head);
+        const bf16 *qrow = q + ((int64_t)(qs + tok) * Hq + head) * HD + 2 * t4;
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int rr = i & 1, col = kk * 16 + 2 * t4 + (i >> 1) * 8;
-            qa[kk][i] = MT == 1 && row_ok[0][rr]
-                            ? *(const uint32_t *)(q + ((int64_t)(qs + row_tok[0][rr]) * Hq +
-                                                       row_head[0][rr]) * HD + col)
-                            : 0u;
-        }
+        for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+            for (int hi = 0; hi < 2; hi++)
+                qa[kk][rr + 2 * hi] = ok ? *(const uint32_t *)(qrow + kk * 16 + hi * 8) : 0u;
+    }
     float o[MT][HD / 8][4];
     float m[MT][2], l[MT][2];
 #pragma unroll
@@ -354,10 +365,14 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
             Ks = (const bf16 *)dst_k(kt & 1);
             Vs = (const bf16 *)dst_v(kt & 1);
         }
-        const int k0 = kt * PF2_KEYS;
-        if (warp_active && k0 <= wmax) /* warp-uniform */
-            pf2_tile<HD, NW, MT>(o, m, l, qa, Qs + warp * 16 * LD, Ks, Vs, k0,
-                                 k0 + PF2_KEYS - 1 > wmin, row_pos, scale_log2);
+        constexpr int SUB = MT > 1 ? PF2_KEYS / 2 : PF2_KEYS; /* keys per pf2_tile */
+        for (int h = 0; h < PF2_KEYS / SUB; h++) {
+            const int k0 = kt * PF2_KEYS + h * SUB;
+            if (warp_active && k0 <= wmax) /* warp-uniform */
+                pf2_tile<HD, NW, MT, SUB>(o, m, l, qa, Qs + warp * 16 * LD, Ks + h * SUB * LD,
+                                          Vs + h * SUB * LD, k0, k0 + SUB - 1 > wmin, row_pos,
+                                          scale_log2);
+        }
         if (looker) slots[(kt & 1) * PF2_KEYS + threadIdx.x] = next_slot;
     }
     cp_async_wait<0>(); /* no copy outlives the block (the last group is empty) */
@@ -369,9 +384,11 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
             float lt = l[mt][rr];
             lt += __shfl_xor_sync(0xffffffffu, lt, 1);
             lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-            if (!row_ok[mt][rr]) continue;
+            int tok, head;
+            if (!pf2_row(mt * NW * 16 + warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head))
+                continue;
             float inv = 1.f / lt;
-            bf16 *orow = out + ((int64_t)(qs + row_tok[mt][rr]) * Hq + row_head[mt][rr]) * HD + 2 * t4;
+            bf16 *orow = out + ((int64_t)(qs + tok) * Hq + head) * HD + 2 * t4;
 #pragma unroll
             for (int nt = 0; nt < HD / 8; nt++)
                 *(__nv_bfloat162 *)(orow + nt * 8) =
@@ -402,15 +419,23 @@ static void pf2_launch(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const
 }
 
 /* 2: 8 warps x 16 rows (128-row blocks, one block per SM at hd 128: 227 registers);
- * 3: 4 warps x 16 rows (64-row blocks, two per SM: barriers of 4 warps, twice the K/V reads).
- * MT = 2 (FlashAttention-2's 4 warps x 32 rows, Q in shared memory, half the shared-memory
- * reads of K and V per flop) is not offered: at hd 128 it spills under the 255-register cap
- * (ptxas: 124 bytes); it needs 32-key sub-tiles for the scores first. */
+ * 3: 4 warps x 16 rows (64-row blocks, two per SM: barriers of 4 warps, twice the K/V reads);
+ * 4: 4 warps x 32 rows (MT = 2, FlashAttention-2's shape: 128-row blocks, two per SM, Q in
+ *    shared memory, scores in 32-key halves of the tile so that they fit beside the two
+ *    m-tiles' accumulators); 5: 8 warps x 32 rows (256-row blocks, one per SM).
+ * Why MT = 2: at MT = 1 every warp reads the whole K and V tile from shared memory for its 16
+ * rows (64 ldmatrix.x4 per 64 keys against 128 mma), so the kernel waits on shared memory
+ * rather than the tensor cores; with 32 rows a warp each K and V fragment feeds two mma (Q is
+ * re-read instead, 96 ldmatrix per 256 mma). */
 template <int HD, typename KV>
 static void pf2_launch_nw(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc, int Hq,
                           int Hkv, float sl2) {
-    if (c->prefill_attn == 3) pf2_launch<HD, KV, 4, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
-    else pf2_launch<HD, KV, 8, 1>(c, out, q, kc, vc, Hq, Hkv, sl2);
+    switch (c->prefill_attn) {
+    case 3: pf2_launch<HD, KV, 4, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
+    case 4: pf2_launch<HD, KV, 4, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
+    case 5: pf2_launch<HD, KV, 8, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
+    default: pf2_launch<HD, KV, 8, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
+    }
 }
 
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
