@@ -941,9 +941,9 @@ static void test_graph_buckets(Backend *graphs, Backend *eager) {
     free(la); free(le);
 }
 
-/* A graph size's plans are timed exactly even where an eager step of the same row count took a
- * neighbour's choices first (gemm.cu plan_get: a graph replays them every step). On a fresh
- * graphs backend: a prompt step of 24 rows (timed), one of 12 rows (lent from 24), then a decode
+/* A graph size above PAGELLM_CUDA_GRAPH_LEND_MAX has its plans timed exactly even where an eager
+ * step of the same row count took a neighbour's choices first (gemm.cu plan_get: a graph replays
+ * them every step). On a fresh graphs backend with that maximum at 0: a prompt step of 24 rows (timed), one of 12 rows (lent from 24), then a decode
  * step of 12 sequences, whose eager run before capture must time every plan the 12-row prompt
  * step borrowed (before the fix it timed only the new 12-row logits plan). Then the decode step
  * again, captured and replayed, against the eager backend. */
@@ -1182,16 +1182,21 @@ int main(void) {
             if (gg) gg->ops->destroy(gg);
             if (gp) gp->ops->destroy(gp);
         }
-        /* each on a fresh graphs backend, against the eager one */
-        void (*const on_fresh[])(Backend *, Backend *) = {test_graph_buckets, test_graph_retime};
+        /* each on a fresh graphs backend, against the eager one; graph_retime with every graph
+         * size timing its own plans (PAGELLM_CUDA_GRAPH_LEND_MAX=0: its 12-row decode would
+         * lend at the default 128, by design) */
+        struct { void (*fn)(Backend *, Backend *); const char *lend_max; } const on_fresh[] = {
+            {test_graph_buckets, NULL}, {test_graph_retime, "0"}};
         for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {
+            if (on_fresh[i].lend_max) setenv("PAGELLM_CUDA_GRAPH_LEND_MAX", on_fresh[i].lend_max, 1);
             gg = make_cuda("graphs", err);
+            unsetenv("PAGELLM_CUDA_GRAPH_LEND_MAX");
             if (!gg) {
                 printf("cuda graphs backend: %s\n", err);
                 gpu_failures++;
                 continue;
             }
-            on_fresh[i](gg, g);
+            on_fresh[i].fn(gg, g);
             gg->ops->destroy(gg);
         }
     }
