@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
     uint32_t qa[HD / 16][4]; /* MT == 1 only (dead otherwise) */
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
-        int tok, head;
+        int tok = 0, head = 0;
         const bool ok = MT == 1 && pf2_row(warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head);
         const bf16 *qrow = q + ((int64_t)(qs + tok) * Hq + head) * HD + 2 * t4;
 #pragma unroll
