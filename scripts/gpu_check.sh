@@ -28,6 +28,7 @@
 # no throughput runs. ENGINE_ASYNC_TEST=0: no test_cuda_async. ENGINE_THR_ENVS="VAR=v;...": the
 # bf16 throughput run again with each setting, then the default again; an entry's --flags (and
 # their values) go to `bench throughput`, e.g. "--num-prompts 1024 --max-num-batched-tokens 2048".
+# MODEL_AB_ENVS="VAR=v;...": test_cuda_model again with each setting, against the same HF references.
 # --model-shapes: the Qwen3 shapes test_cuda_model checks against the CPU backend and against
 # HF transformers on this GPU (scripts/hf_shape_ref.py: same dummy weights, 64 x 128 positions,
 # f32 compute; --no-hf-ref skips that part). Results: hf_shape_ref.log, test_cuda_model.log,
@@ -184,6 +185,17 @@ if [ $MODEL -eq 1 ]; then
   # GEMM algorithms, to tell kernel changes from noise in the CUDA-vs-CPU argmax agreement
   [ $FULL_RC -eq 0 ] && PAGELLM_CUDA_PREFILL_ATTN=1 PAGELLM_CUDA_LT_TUNE=0 timeout 120 $FB/test_cuda_model \
     --shapes 0.6b 2>&1 | grep -E "qwen3-0.6b" | sed 's/^/[PREFILL_ATTN=1 LT_TUNE=0] /' >> "$OUT/test_cuda_model.log"
+  # MODEL_AB_ENVS="VAR=v;...": the model shapes against the same HF references again with each
+  # setting (a kernel variant's agreement before it becomes the default)
+  if [ $FULL_RC -eq 0 ] && [ -n "${MODEL_AB_ENVS:-}" ]; then
+    IFS=';' read -ra MABS <<< "$MODEL_AB_ENVS"
+    for me in "${MABS[@]}"; do
+      budget_ok 200 || { echo "test_cuda_model [$me]: skipped (time budget)"; continue; }
+      env $me timeout 240 $FB/test_cuda_model --shapes "$MODEL_SHAPES" ${REFS:+--hf-ref "$REFS"} 2>&1 |
+        grep -E "^qwen3|HFREF|failures" | sed "s/^/[$me] /" >> "$OUT/test_cuda_model.log"
+      echo "test_cuda_model [$me] ($(( $(date +%s) - T0 )) s)"
+    done
+  fi
   grep -E "vs HF transformers|FAIL" "$OUT/test_cuda_model.log"
   tail -12 "$OUT/test_cuda_model.log"
   rm -f /tmp/pagellm-hfref-*.bin
