@@ -11,7 +11,7 @@
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
  * graph_pair: k/v and gate/up as batched cuBLASLt pairs; graph_qkv: q, k, v as one matmul; graph_lend: graph sizes lending GEMM choices
- * (PAGELLM_CUDA_GRAPH_LEND_MAX); graph_buckets; the in-kernel split
+ * (PAGELLM_CUDA_GRAPH_LEND_MAX), graph_size1: size 1 never lends; graph_buckets; the in-kernel split
  * merge of decode v3 as "cuda-merge1" / "cuda-graphs-merge1"; the step tuner (graph-timed) as
  * "cuda-graphs-steptune"). Needs a GPU; not run by CTest. */
 #include <math.h>
@@ -987,6 +987,49 @@ static void test_graph_retime(Backend *graphs, Backend *eager) {
     free(la); free(le);
 }
 
+/* Graph size 1 (batch-1 decode) times its own plans at the default PAGELLM_CUDA_GRAPH_LEND_MAX
+ * (128), under which sizes 2..128 may lend (gemm.cu graph_times_own). On a fresh graphs backend:
+ * a prompt step of 2 sequences x 3 tokens, a decode step of both (graph size 2: its 2-row plans
+ * timed, nothing within 2x to lend from), then a decode step of one sequence, whose eager run
+ * before capture must time its 1-row plans although the 2-row ones could lend; then that step
+ * again, captured and replayed; logits against the eager backend's throughout. */
+static void test_graph_size1(Backend *graphs, Backend *eager) {
+    enum { S = 2, MB = 2, V = 2000 };
+    int ctx[S] = {0, 0}, three[S] = {3, 3}, one[S] = {1, 1};
+    int32_t bt[S * MB], tok[16], pos[16], slot[16], qs[S + 1], sl[S], lr[S];
+    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
+    Mini a, e;
+    mini_init_pair(&a, graphs, &e, eager, 16, S * MB * 16);
+    float *la = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
+    BatchMeta m;
+    long l0 = 0, t0 = 0, timed = 0, lent = 0;
+    double worst = 0;
+    for (int st = 0; st < 4; st++) {
+        const int k = st < 2 ? S : 1;
+        if (st == 2) t0 = backend_cuda_gemm_plans(graphs, &l0);
+        mini_step(&m, k, ctx, st == 0 ? three : one, tok, pos, slot, qs, sl, lr, bt, MB);
+        mini_forward(&a, graphs, &m, la);
+        mini_forward(&e, eager, &m, le);
+        double err1 = rel_err_f(la, le, (size_t)k * V);
+        if (err1 > worst) worst = err1;
+        for (int s = 0; s < k; s++) ctx[s] += st == 0 ? 3 : 1;
+        if (st == 2) {
+            long l, t = backend_cuda_gemm_plans(graphs, &l);
+            timed = t - t0; lent = l - l0;
+        }
+    }
+    NamedBackend nb = {"cuda-graphs", graphs};
+    report("graph_size1", "2 prompts of 3, decode of 2, then of 1", &nb, worst, 1e-2);
+    checks++;
+    if (timed <= 0 || lent != 0) {
+        printf("FAIL graph_size1: the 1-row decode step timed %ld plans and lent %ld (want > 0 and 0)\n",
+               timed, lent);
+        gpu_failures++;
+    } else
+        printf("graph_size1    1-row decode step: plans timed %ld, lent 0 ok\n", timed);
+    free(la); free(le);
+}
+
 /* test_graph_decode(graphs, ref, label) on a graphs backend that may have failed to open (then
  * a failure, with why), destroying it after. */
 static void graph_decode_on(Backend *graphs, Backend *ref, const char *label, const char *why) {
@@ -1186,7 +1229,7 @@ int main(void) {
          * size timing its own plans (PAGELLM_CUDA_GRAPH_LEND_MAX=0: its 12-row decode would
          * lend at the default 128, by design) */
         struct { void (*fn)(Backend *, Backend *); const char *lend_max; } const on_fresh[] = {
-            {test_graph_buckets, NULL}, {test_graph_retime, "0"}};
+            {test_graph_buckets, NULL}, {test_graph_retime, "0"}, {test_graph_size1, NULL}};
         for (size_t i = 0; i < sizeof on_fresh / sizeof on_fresh[0]; i++) {
             if (on_fresh[i].lend_max) setenv("PAGELLM_CUDA_GRAPH_LEND_MAX", on_fresh[i].lend_max, 1);
             gg = make_cuda("graphs", err);
