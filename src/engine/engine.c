@@ -146,11 +146,12 @@ Engine *engine_new(const EngineConfig *cfg, char *err) {
         BackendOptions bo = {.threads = cfg->threads, .device_id = cfg->device_id, .kv_dtype = cfg->kv_cache_dtype,
                              .enforce_eager = cfg->enforce_eager};
         if (!(o->be = backend_new(device, &bo, err))) goto fail;
-        /* a device backend: its memory before the model, for --gpu-memory-utilization and the
-         * default step budget */
+        /* a device backend: its memory before the model, for --gpu-memory-utilization */
         have_mem = strcmp(o->be->name, "cpu") != 0 && startup_mem_baseline(o->be, &sm, mem_err) == 0;
-        const char *dname = o->be->ops->device_name ? o->be->ops->device_name(o->be) : NULL;
-        if (resolve_budget(cfg, &max_tokens, max_seqs, have_mem ? sm.total : -1, dname, err) != 0) goto fail;
+        long long dev_mem;
+        const char *dev_name;
+        startup_device(o->be, &dev_mem, &dev_name);
+        if (resolve_budget(cfg, &max_tokens, max_seqs, dev_mem, dev_name, err) != 0) goto fail;
         mo.max_tokens = max_tokens;
         if (model_load(&o->model, dir, o->be, &mo, err) != 0) goto fail;
     }

@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "backend/comm.h"
+#include "engine/startup.h"
 #include "model/tp_forward.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -87,9 +88,7 @@ fail:
 }
 
 void engine_tp_device(EngineTp *t, long long *mem_total, const char **name) {
-    Backend *b = t->be[0];
-    *mem_total = strcmp(b->name, "cpu") != 0 && b->ops->mem_total ? b->ops->mem_total(b) : -1;
-    *name = b->ops->device_name ? b->ops->device_name(b) : NULL;
+    startup_device(t->be[0], mem_total, name);
 }
 
 int engine_tp_load(EngineTp *t, const EngineConfig *cfg, const ModelLoadOptions *mo, char *err) {

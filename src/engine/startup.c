@@ -27,6 +27,11 @@ int startup_mem_baseline(Backend *be, StartupMem *sm, char *err) {
     return 0;
 }
 
+void startup_device(Backend *be, long long *mem_total, const char **name) {
+    *mem_total = strcmp(be->name, "cpu") != 0 && be->ops->mem_total ? be->ops->mem_total(be) : -1;
+    *name = be->ops->device_name ? be->ops->device_name(be) : NULL;
+}
+
 /* Bytes of the backend-resident weights (a tied lm_head counted once). */
 static double weight_bytes(Model *m) {
     double sum = 0;

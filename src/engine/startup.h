@@ -28,6 +28,12 @@ int startup_mem_baseline(Backend *be, StartupMem *sm, char *err);
 long long startup_kv_blocks(Model *m, const StartupMem *sm, float util, int max_tokens, int max_seqs,
                             int block_size, char *err);
 
+/* What the default step budget is chosen by (startup_default_batched_tokens): the device's
+ * total memory in bytes (-1 for the CPU backend or one that cannot tell) and its marketing name
+ * (NULL when none; owned by the backend). Asked of the single backend, or of rank 0's under
+ * tensor parallelism (engine_tp_device). */
+void startup_device(Backend *be, long long *mem_total, const char **name);
+
 /* The step token budget when --max-num-batched-tokens is not given, by vLLM's rule for its
  * OpenAI server (EngineArgs.get_batch_defaults): 8192 on a device of at least 70 GiB that is not
  * an A100 (H100, H200, MI300X: "setting large max_num_batched_tokens for A100 reduces
