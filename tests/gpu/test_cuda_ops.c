@@ -941,38 +941,50 @@ static void test_graph_buckets(Backend *graphs, Backend *eager) {
     free(la); free(le);
 }
 
-/* A graph size above PAGELLM_CUDA_GRAPH_LEND_MAX has its plans timed exactly even where an eager
- * step of the same row count took a neighbour's choices first (gemm.cu plan_get: a graph replays
- * them every step). On a fresh graphs backend with that maximum at 0: a prompt step of 24 rows (timed), one of 12 rows (lent from 24), then a decode
- * step of 12 sequences, whose eager run before capture must time every plan the 12-row prompt
- * step borrowed (before the fix it timed only the new 12-row logits plan). Then the decode step
- * again, captured and replayed, against the eager backend. */
-static void test_graph_retime(Backend *graphs, Backend *eager) {
+/* Four mini steps on a fresh graphs backend, each against the eager backend: step i runs the
+ * first k[i] of 12 sequences with ch[i] new tokens each. timed[i] / lent[i]: the GEMM plans step
+ * i timed / took from a measured neighbour (steps 0-2; step 3 repeats a decode step, captured
+ * and replayed). Returns the worst logits error against the eager backend. */
+static double plan_steps(Backend *graphs, Backend *eager, const int k[4], const int ch[4], long timed[3],
+                         long lent[3]) {
     enum { S = 12, MB = 2, V = 2000 };
-    int ctx[S] = {0}, six[S], three[S], one[S];
+    int ctx[S] = {0}, chs[S];
     int32_t bt[S * MB], tok[64], pos[64], slot[64], qs[S + 1], sl[S], lr[S];
     for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
-    for (int s = 0; s < S; s++) { six[s] = 6; three[s] = 3; one[s] = 1; }
     Mini a, e;
     mini_init_pair(&a, graphs, &e, eager, 64, S * MB * 16);
     float *la = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
     BatchMeta m;
-    long lent[3], timed[3], l0, t0 = backend_cuda_gemm_plans(graphs, &l0);
+    long l0, t0 = backend_cuda_gemm_plans(graphs, &l0);
     double worst = 0;
     for (int st = 0; st < 4; st++) {
-        const int k = st < 2 ? 4 : S, *ch = st == 0 ? six : st == 1 ? three : one;
-        mini_step(&m, k, ctx, ch, tok, pos, slot, qs, sl, lr, bt, MB);
+        for (int s = 0; s < S; s++) chs[s] = ch[st];
+        mini_step(&m, k[st], ctx, chs, tok, pos, slot, qs, sl, lr, bt, MB);
         mini_forward(&a, graphs, &m, la);
         mini_forward(&e, eager, &m, le);
-        double err1 = rel_err_f(la, le, (size_t)k * V);
+        double err1 = rel_err_f(la, le, (size_t)k[st] * V);
         if (err1 > worst) worst = err1;
-        for (int s = 0; s < k; s++) ctx[s] += ch[s];
+        for (int s = 0; s < k[st]; s++) ctx[s] += ch[st];
         if (st < 3) {
             long l, t = backend_cuda_gemm_plans(graphs, &l);
             timed[st] = t - t0; lent[st] = l - l0;
             t0 = t; l0 = l;
         }
     }
+    free(la); free(le);
+    return worst;
+}
+
+/* A graph size above PAGELLM_CUDA_GRAPH_LEND_MAX has its plans timed exactly even where an eager
+ * step of the same row count took a neighbour's choices first (gemm.cu plan_get: a graph replays
+ * them every step). On a fresh graphs backend with that maximum at 0: a prompt step of 24 rows
+ * (timed), one of 12 rows (lent from 24), then a decode step of 12 sequences, whose eager run
+ * before capture must time every plan the 12-row prompt step borrowed (before the fix it timed
+ * only the new 12-row logits plan). */
+static void test_graph_retime(Backend *graphs, Backend *eager) {
+    static const int k[4] = {4, 4, 12, 12}, ch[4] = {6, 3, 1, 1};
+    long timed[3], lent[3];
+    double worst = plan_steps(graphs, eager, k, ch, timed, lent);
     NamedBackend nb = {"cuda-graphs", graphs};
     report("graph_retime", "prompts of 24 and 12 rows, then decode of 12", &nb, worst, 1e-2);
     checks++;
@@ -984,50 +996,26 @@ static void test_graph_retime(Backend *graphs, Backend *eager) {
     } else
         printf("graph_retime   plans timed %ld / %ld / %ld, lent %ld / %ld / %ld ok\n", timed[0], timed[1],
                timed[2], lent[0], lent[1], lent[2]);
-    free(la); free(le);
 }
 
 /* Graph size 1 (batch-1 decode) times its own plans at the default PAGELLM_CUDA_GRAPH_LEND_MAX
  * (128), under which sizes 2..128 may lend (gemm.cu graph_times_own). On a fresh graphs backend:
  * a prompt step of 2 sequences x 3 tokens, a decode step of both (graph size 2: its 2-row plans
  * timed, nothing within 2x to lend from), then a decode step of one sequence, whose eager run
- * before capture must time its 1-row plans although the 2-row ones could lend; then that step
- * again, captured and replayed; logits against the eager backend's throughout. */
+ * before capture must time its 1-row plans although the 2-row ones could lend. */
 static void test_graph_size1(Backend *graphs, Backend *eager) {
-    enum { S = 2, MB = 2, V = 2000 };
-    int ctx[S] = {0, 0}, three[S] = {3, 3}, one[S] = {1, 1};
-    int32_t bt[S * MB], tok[16], pos[16], slot[16], qs[S + 1], sl[S], lr[S];
-    for (int i = 0; i < S * MB; i++) bt[i] = S * MB - 1 - i;
-    Mini a, e;
-    mini_init_pair(&a, graphs, &e, eager, 16, S * MB * 16);
-    float *la = xmalloc(4 * S * V), *le = xmalloc(4 * S * V);
-    BatchMeta m;
-    long l0 = 0, t0 = 0, timed = 0, lent = 0;
-    double worst = 0;
-    for (int st = 0; st < 4; st++) {
-        const int k = st < 2 ? S : 1;
-        if (st == 2) t0 = backend_cuda_gemm_plans(graphs, &l0);
-        mini_step(&m, k, ctx, st == 0 ? three : one, tok, pos, slot, qs, sl, lr, bt, MB);
-        mini_forward(&a, graphs, &m, la);
-        mini_forward(&e, eager, &m, le);
-        double err1 = rel_err_f(la, le, (size_t)k * V);
-        if (err1 > worst) worst = err1;
-        for (int s = 0; s < k; s++) ctx[s] += st == 0 ? 3 : 1;
-        if (st == 2) {
-            long l, t = backend_cuda_gemm_plans(graphs, &l);
-            timed = t - t0; lent = l - l0;
-        }
-    }
+    static const int k[4] = {2, 2, 1, 1}, ch[4] = {3, 1, 1, 1};
+    long timed[3], lent[3];
+    double worst = plan_steps(graphs, eager, k, ch, timed, lent);
     NamedBackend nb = {"cuda-graphs", graphs};
     report("graph_size1", "2 prompts of 3, decode of 2, then of 1", &nb, worst, 1e-2);
     checks++;
-    if (timed <= 0 || lent != 0) {
+    if (timed[2] <= 0 || lent[2] != 0) {
         printf("FAIL graph_size1: the 1-row decode step timed %ld plans and lent %ld (want > 0 and 0)\n",
-               timed, lent);
+               timed[2], lent[2]);
         gpu_failures++;
     } else
-        printf("graph_size1    1-row decode step: plans timed %ld, lent 0 ok\n", timed);
-    free(la); free(le);
+        printf("graph_size1    1-row decode step: plans timed %ld, lent 0 ok\n", timed[2]);
 }
 
 /* test_graph_decode(graphs, ref, label) on a graphs backend that may have failed to open (then
