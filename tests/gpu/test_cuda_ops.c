@@ -750,8 +750,8 @@ static void graph_ab_48(Backend *on, Backend *off, Backend *eager, double *worst
  *     adjacent weights (the backend's weight arena) whose output the fused rope + KV store reads
  *     (the logits check covers the cache rows and the q written for attention);
  *   graph_lend: PAGELLM_CUDA_GRAPH_LEND_MAX (gemm.cu graph_times_own) at 64, the 48-row decode
- *     graph's eager step takes the 96-row prefill's timed GEMM choices (plans lent); at its
- *     default 0 that step times its own. */
+ *     graph's eager step takes the 96-row prefill's timed GEMM choices (plans lent); at 0
+ *     that step times its own. */
 typedef struct GraphRewrite {
     const char *test, *var, *on_label, *off_label, *what;
     long (*launches)(const Backend *b);
@@ -975,6 +975,19 @@ static double plan_steps(Backend *graphs, Backend *eager, const int k[4], const 
     return worst;
 }
 
+/* plan_steps' verdict: its logits error reported as `test` on `shape`, then one check that
+ * passes when ok; `what` (the plan counts and what they should be) printed either way. */
+static void plan_steps_verdict(const char *test, const char *shape, Backend *graphs, double worst, int ok,
+                               const char *what) {
+    report(test, shape, &(NamedBackend){"cuda-graphs", graphs}, worst, 1e-2);
+    checks++;
+    if (!ok) {
+        printf("FAIL %s: %s\n", test, what);
+        gpu_failures++;
+    } else
+        printf("%-14s %s ok\n", test, what);
+}
+
 /* A graph size above PAGELLM_CUDA_GRAPH_LEND_MAX has its plans timed exactly even where an eager
  * step of the same row count took a neighbour's choices first (gemm.cu plan_get: a graph replays
  * them every step). On a fresh graphs backend with that maximum at 0: a prompt step of 24 rows
@@ -985,17 +998,12 @@ static void test_graph_retime(Backend *graphs, Backend *eager) {
     static const int k[4] = {4, 4, 12, 12}, ch[4] = {6, 3, 1, 1};
     long timed[3], lent[3];
     double worst = plan_steps(graphs, eager, k, ch, timed, lent);
-    NamedBackend nb = {"cuda-graphs", graphs};
-    report("graph_retime", "prompts of 24 and 12 rows, then decode of 12", &nb, worst, 1e-2);
-    checks++;
-    if (timed[0] <= 0 || lent[1] <= 0 || lent[2] != 0 || timed[2] <= lent[1]) {
-        printf("FAIL graph_retime: plans timed %ld / %ld / %ld, lent %ld / %ld / %ld (want the 12-row "
-               "prompt step to borrow, and the 12-row decode step to time more plans than it borrowed)\n",
-               timed[0], timed[1], timed[2], lent[0], lent[1], lent[2]);
-        gpu_failures++;
-    } else
-        printf("graph_retime   plans timed %ld / %ld / %ld, lent %ld / %ld / %ld ok\n", timed[0], timed[1],
-               timed[2], lent[0], lent[1], lent[2]);
+    char what[256];
+    snprintf(what, sizeof what, "plans timed %ld / %ld / %ld, lent %ld / %ld / %ld (want the 12-row prompt "
+             "step to borrow, and the 12-row decode step to time more plans than it borrowed)",
+             timed[0], timed[1], timed[2], lent[0], lent[1], lent[2]);
+    plan_steps_verdict("graph_retime", "prompts of 24 and 12 rows, then decode of 12", graphs, worst,
+                       timed[0] > 0 && lent[1] > 0 && lent[2] == 0 && timed[2] > lent[1], what);
 }
 
 /* Graph size 1 (batch-1 decode) times its own plans at the default PAGELLM_CUDA_GRAPH_LEND_MAX
@@ -1007,15 +1015,11 @@ static void test_graph_size1(Backend *graphs, Backend *eager) {
     static const int k[4] = {2, 2, 1, 1}, ch[4] = {3, 1, 1, 1};
     long timed[3], lent[3];
     double worst = plan_steps(graphs, eager, k, ch, timed, lent);
-    NamedBackend nb = {"cuda-graphs", graphs};
-    report("graph_size1", "2 prompts of 3, decode of 2, then of 1", &nb, worst, 1e-2);
-    checks++;
-    if (timed[2] <= 0 || lent[2] != 0) {
-        printf("FAIL graph_size1: the 1-row decode step timed %ld plans and lent %ld (want > 0 and 0)\n",
-               timed[2], lent[2]);
-        gpu_failures++;
-    } else
-        printf("graph_size1    1-row decode step: plans timed %ld, lent 0 ok\n", timed[2]);
+    char what[128];
+    snprintf(what, sizeof what, "the 1-row decode step timed %ld plans and lent %ld (want > 0 and 0)", timed[2],
+             lent[2]);
+    plan_steps_verdict("graph_size1", "2 prompts of 3, decode of 2, then of 1", graphs, worst,
+                       timed[2] > 0 && lent[2] == 0, what);
 }
 
 /* test_graph_decode(graphs, ref, label) on a graphs backend that may have failed to open (then
