@@ -32,18 +32,6 @@ void startup_device(Backend *be, long long *mem_total, const char **name) {
     *name = be->ops->device_name ? be->ops->device_name(be) : NULL;
 }
 
-/* Bytes of the backend-resident weights (a tied lm_head counted once). */
-static double weight_bytes(Model *m) {
-    double sum = 0;
-    int slots = weights_num_slots(m->dev.num_layers);
-    for (int id = 0; id < slots; id++) {
-        const Tensor *t = weights_slot(&m->dev, id);
-        if (id == slots - 1 && m->dev.tied) continue;
-        if (tensor_present(t) && t->data) sum += (double)tensor_nbytes(t);
-    }
-    return sum;
-}
-
 long long startup_kv_blocks(Model *m, const StartupMem *sm, float util, int max_tokens, int max_seqs,
                             int block_size, char *err) {
     Backend *be = m->be;
@@ -80,7 +68,7 @@ long long startup_kv_blocks(Model *m, const StartupMem *sm, float util, int max_
     long long used_peak = mem_used(be, sm);
     if (used_loaded < 0 || used_kv < 0 || used_peak < 0) { pg_err(err, "%s: device memory query failed", be->name); goto out; }
     /* what this engine holds beyond the baseline, the temporary cache left out */
-    double wb = weight_bytes(m);
+    double wb = (double)weights_nbytes(&m->dev); /* backend-resident, a tied lm_head once */
     double mine = (double)(used_peak - (used_kv - used_loaded)) - (double)sm->used0;
     double act = mine - wb;
     double budget = (double)sm->total * util;
