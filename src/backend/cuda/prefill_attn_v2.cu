@@ -1,7 +1,7 @@
 /* prefill_attn_v2.cu: causal paged attention of the prefill chunks of a mixed batch
  * (PAGELLM_CUDA_PREFILL_ATTN=2, the default: 8 warps of 16 rows a block; 3: 4 warps of 16 rows;
- * 4: 4 warps of 32 rows; 5: 8 warps of 32 rows; 1: the original prefill_attn_kernel in
- * paged_attn.cu).
+ * 4: 4 warps of 32 rows; 5: 8 warps of 32 rows; 6: 2 with the score mma of a tile's second half
+ * issued before its first half's softmax; 1: the original prefill_attn_kernel in paged_attn.cu).
  *
  * Same contract as prefill_attn_kernel: query token t of prefill sequence s (position
  * positions[t], positions consecutive within a chunk) attends to keys 0..pos of s, read
@@ -101,21 +101,23 @@ __device__ __forceinline__ void pf2_widen(bf16 *Ks, bf16 *Vs, const unsigned cha
 
 /* One warp's MT m-tiles of 16 rows against SUB keys (the whole 64-key tile, or half of it when
  * MT = 2: the scores of 2 m-tiles x 64 keys do not fit in the registers beside the two
- * m-tiles' accumulators): S = Q K^T, (mask), online softmax update of m, l and rescale of o, then
- * o += P V. Q fragments come from registers (qa, MT = 1) or from the block's Q tile in shared
- * memory (qsw: this warp's first row there, MT > 1: the registers go to the second m-tile's
- * accumulators instead; each K and V fragment read from shared memory then feeds MT mma).
- * Ks / Vs: the first of the SUB key rows; k0: their first key; mask applies key <= row_pos per
- * element (only when the keys straddle the warp's diagonal). m is in scaled base-2 units; l is
- * this thread's partial row sum (reduced over the quad at the end). */
+ * m-tiles' accumulators) in two steps, pf2_scores then pf2_update (pf2_tile: both):
+ * pf2_scores: sc = Q K^T (unscaled). Q fragments come from registers (qa, MT = 1) or from the
+ * block's Q tile in shared memory (qsw: this warp's first row there, MT > 1: the registers go to
+ * the second m-tile's accumulators instead; each K fragment read from shared memory then feeds
+ * MT mma). Ks: the first of the SUB key rows.
+ * pf2_update: (mask), online softmax update of m, l and rescale of o, then o += P V. Vs: the
+ * first of the SUB value rows; k0: their first key; mask applies key <= row_pos per element
+ * (only when the keys straddle the warp's diagonal). m is in scaled base-2 units; l is this
+ * thread's partial row sum (reduced over the quad at the end).
+ * Split so that a caller can issue the next keys' score mma before this keys' softmax (variant
+ * 6): mma.sync results are waited for only where they are used, so the softmax's FP32 and MUFU
+ * work runs while the tensor pipe works through the queued mma. */
 template <int HD, int NW, int MT, int SUB>
-__device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[MT][2],
-                                         float (&l)[MT][2], const uint32_t (&qa)[HD / 16][4],
-                                         const bf16 *qsw, const bf16 *Ks, const bf16 *Vs, int k0,
-                                         bool mask, const int (&row_pos)[MT][2], float scale_log2) {
+__device__ __forceinline__ void pf2_scores(float (&sc)[MT][SUB / 8][4], const uint32_t (&qa)[HD / 16][4],
+                                           const bf16 *qsw, const bf16 *Ks) {
     constexpr int LD = HD + 8, NTL = SUB / 8;
-    const int lane = threadIdx.x & 31, t4 = lane & 3;
-    float sc[MT][NTL][4];
+    const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -149,6 +151,16 @@ __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[M
             }
         }
     }
+}
+
+template <int HD, int NW, int MT, int SUB>
+__device__ __forceinline__ void pf2_update(float (&o)[MT][HD / 8][4], float (&m)[MT][2],
+                                           float (&l)[MT][2], float (&sc)[MT][SUB / 8][4],
+                                           const bf16 *Vs, int k0, bool mask,
+                                           const int (&row_pos)[MT][2], float scale_log2) {
+    constexpr int LD = HD + 8, NTL = SUB / 8;
+    const int lane = threadIdx.x & 31, t4 = lane & 3;
+    const int a_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + ((lane >> 4) & 1) * 8;
     uint32_t pa[MT][SUB / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -210,6 +222,16 @@ __device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[M
         }
 }
 
+template <int HD, int NW, int MT, int SUB>
+__device__ __forceinline__ void pf2_tile(float (&o)[MT][HD / 8][4], float (&m)[MT][2],
+                                         float (&l)[MT][2], const uint32_t (&qa)[HD / 16][4],
+                                         const bf16 *qsw, const bf16 *Ks, const bf16 *Vs, int k0,
+                                         bool mask, const int (&row_pos)[MT][2], float scale_log2) {
+    float sc[MT][SUB / 8][4];
+    pf2_scores<HD, NW, MT, SUB>(sc, qa, qsw, Ks);
+    pf2_update<HD, NW, MT, SUB>(o, m, l, sc, Vs, k0, mask, row_pos, scale_log2);
+}
+
 /* The block's Q rows into shared memory (MT > 1): row r = token tok0 + r / G, head
  * kvh * G + r % G, zero where r is not a row of the chunk. Part of the first cp.async group. */
 template <int HD, int NT, int ROWS>
@@ -242,8 +264,10 @@ __device__ __forceinline__ bool pf2_row(int r, int tok0, int TPT, int G, int qle
  * dynamic shared memory. Block (kvh, si, z) computes ROWS = NW * 16 * MT rows of sequence
  * prefill_seqs[si] from token tok0 = tile * (ROWS / G) on, KV head kvh, where row r = token
  * tok0 + r / G, head kvh * G + r % G; warp w owns m-tiles of 16 rows at w * 16 + mt * NW * 16.
- * MT = 1: Q in registers; MT = 2: Q in shared memory (FlashAttention-2's 32 rows a warp). */
-template <int HD, typename KV, int NW, int MT>
+ * MT = 1: Q in registers; MT = 2: Q in shared memory (FlashAttention-2's 32 rows a warp).
+ * PIPE (MT = 1): each tile in two 32-key halves, the second half's scores issued before the
+ * first half's softmax (pf2_scores / pf2_update). */
+template <int HD, typename KV, int NW, int MT, bool PIPE>
 __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kernel(
     bf16 *out, const bf16 *q, const KV *kc, const KV *vc, const int32_t *prefill_seqs,
     const int32_t *query_start, const int32_t *seq_lens, const int32_t *positions,
@@ -365,7 +389,18 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
             Ks = (const bf16 *)dst_k(kt & 1);
             Vs = (const bf16 *)dst_v(kt & 1);
         }
-        constexpr int SUB = MT > 1 ? PF2_KEYS / 2 : PF2_KEYS; /* keys per pf2_tile */
+        constexpr int SUB = MT > 1 || PIPE ? PF2_KEYS / 2 : PF2_KEYS; /* keys per pf2_tile */
+        if (PIPE) { /* warp-uniform conditions; sb is only read where it was written */
+            const int ka = kt * PF2_KEYS, kb = ka + SUB;
+            const bool da = warp_active && ka <= wmax, db = warp_active && kb <= wmax;
+            float sa[MT][SUB / 8][4], sb[MT][SUB / 8][4];
+            if (da) pf2_scores<HD, NW, MT, SUB>(sa, qa, Qs + warp * 16 * LD, Ks);
+            if (db) pf2_scores<HD, NW, MT, SUB>(sb, qa, Qs + warp * 16 * LD, Ks + SUB * LD);
+            if (da) pf2_update<HD, NW, MT, SUB>(o, m, l, sa, Vs, ka, ka + SUB - 1 > wmin, row_pos, scale_log2);
+            if (db)
+                pf2_update<HD, NW, MT, SUB>(o, m, l, sb, Vs + SUB * LD, kb, kb + SUB - 1 > wmin, row_pos,
+                                            scale_log2);
+        } else
         for (int h = 0; h < PF2_KEYS / SUB; h++) {
             const int k0 = kt * PF2_KEYS + h * SUB;
             if (warp_active && k0 <= wmax) /* warp-uniform */
@@ -399,13 +434,13 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
 /* Per device: the opt-in to more than 48 KB of dynamic shared memory is a property of the
  * kernel in one device's context. Set before the first launch (always eager: prefill steps are
  * never captured); repeated sets by racing threads of different backends are harmless. */
-template <int HD, typename KV, int NW, int MT>
+template <int HD, typename KV, int NW, int MT, bool PIPE = false>
 static void pf2_launch(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc, int Hq,
                        int Hkv, float sl2) {
     static volatile int smem_set[64];
     const int bytes = Pf2Smem<HD, KV>::BYTES + (MT > 1 ? NW * 16 * MT * (HD + 8) * 2 : 0) +
                       2 * PF2_KEYS * (int)sizeof(int); /* Q tile (MT > 1), slot tables */
-    auto kern = prefill_attn_v2_kernel<HD, KV, NW, MT>;
+    auto kern = prefill_attn_v2_kernel<HD, KV, NW, MT, PIPE>;
     if (c->device < 0 || c->device >= 64 || !smem_set[c->device]) {
         CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         if (c->device >= 0 && c->device < 64) smem_set[c->device] = 1;
@@ -422,7 +457,12 @@ static void pf2_launch(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const
  * 3: 4 warps x 16 rows (64-row blocks, two per SM: barriers of 4 warps, twice the K/V reads);
  * 4: 4 warps x 32 rows (MT = 2, FlashAttention-2's shape: 128-row blocks, two per SM, Q in
  *    shared memory, scores in 32-key halves of the tile so that they fit beside the two
- *    m-tiles' accumulators); 5: 8 warps x 32 rows (256-row blocks, one per SM).
+ *    m-tiles' accumulators); 5: 8 warps x 32 rows (256-row blocks, one per SM); 6: 2 with each
+ *    tile in 32-key halves, the second half's score mma issued before the first half's softmax.
+ * Why 6: ncu (run23) shows 2 latency-bound, not throughput-bound: tensor pipe ~39% busy, 0.43
+ * eligible warps a scheduler of 2. Within a warp S = Q K^T, the softmax and P V ran one after the
+ * other, so the tensor pipe idled during a warp's softmax unless the scheduler's other warp was in
+ * an mma phase. Same registers as 2 (two 32-key score sets = one 64-key set).
  * Why MT = 2: at MT = 1 every warp reads the whole K and V tile from shared memory for its 16
  * rows (64 ldmatrix.x4 per 64 keys against 128 mma), so the kernel waits on shared memory
  * rather than the tensor cores; with 32 rows a warp each K and V fragment feeds two mma (Q is
@@ -434,6 +474,7 @@ static void pf2_launch_nw(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, co
     case 3: pf2_launch<HD, KV, 4, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     case 4: pf2_launch<HD, KV, 4, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     case 5: pf2_launch<HD, KV, 8, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
+    case 6: pf2_launch<HD, KV, 8, 1, true>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     default: pf2_launch<HD, KV, 8, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     }
 }
