@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Next session's first call (written in session 14; ~400 s with the start-up): everything the
+# Next session's first call (written in session 14; ~500 s: LIMIT the call at 590): everything the
 # prefill-attention decision needs in one go, on main (default 2).
 #  1. gpu_check: op checks (incl. the new variant 6: cuda-pf6, cuda-pf6-fp8kv) and the 8B
 #     agreement with HF transformers for the default, 5 and 6 (MODEL_AB_ENVS; gate 95%).
@@ -11,8 +11,8 @@
 set -u
 T0=$(date +%s)
 mkdir -p $OUT/r
-GPU_CHECK_BUDGET_S=420 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" \
-  MODEL_AB_ENVS="PAGELLM_CUDA_PREFILL_ATTN=5;PAGELLM_CUDA_PREFILL_ATTN=6" OUT=$OUT/r timeout 330 \
+GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" \
+  MODEL_AB_ENVS="PAGELLM_CUDA_PREFILL_ATTN=5;PAGELLM_CUDA_PREFILL_ATTN=6" OUT=$OUT/r timeout 420 \
   bash scripts/gpu_check.sh --no-hf --quick --fast --shapes "" --model-shapes 8b > $OUT/r/stdout.txt 2>&1
 echo "gpu_check rc=$? ($(( $(date +%s) - T0 )) s)"
 grep -E "checks|FAIL" $OUT/r/test_cuda_ops.log | tail -5
