@@ -226,6 +226,10 @@ static void cu_set_batch(Backend *b, const BatchMeta *m) {
     const int T = m->num_tokens, S = m->num_seqs, R = m->num_logits_rows;
     const int mb = m->max_blocks_per_seq > 0 ? m->max_blocks_per_seq : 1;
     int P = 0, Sd = 0;
+    if (c->profile) { /* attention's work, for the profile's TFLOP/s */
+        c->prof_attn_pairs = 0;
+        for (int t = 0; t < T; t++) c->prof_attn_pairs += m->positions[t] + 1.0;
+    }
     for (int s = 0; s < S; s++) {
         int qlen = m->query_start[s + 1] - m->query_start[s];
         if (qlen == 1) Sd++;

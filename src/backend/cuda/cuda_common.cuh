@@ -339,6 +339,8 @@ typedef struct CudaCtx {
     double prof_ms[16];
     long prof_n[16];
     struct { int N, K; double ms, flops; long n; } prof_mm[16];
+    double prof_attn_pairs; /* the step's causal (query, key) pairs: sum of position + 1 over its tokens */
+    double prof_attn_flops; /* 4 x pairs x Hq x head_dim, summed over the profiled attention calls */
     int prof_nmm;
 
     /* fused same-input GEMV groups: measured fused vs separate, the faster kept */

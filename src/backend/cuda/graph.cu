@@ -84,6 +84,7 @@ void cuda_oprec_run(CudaCtx *c, const OpRec *r) {
     CUDA_CHECK(cudaEventElapsedTime(&ms, c->prof_e0, c->prof_e1));
     c->prof_ms[r->kind] += ms;
     c->prof_n[r->kind]++;
+    if (r->kind == OP_ATTN) c->prof_attn_flops += 4.0 * c->prof_attn_pairs * r->i[0] * r->i[2];
     if (r->kind == OP_MATMUL || r->kind == OP_LOGITS) {
         int N = r->i[1], K = r->i[2], j = 0;
         while (j < c->prof_nmm && !(c->prof_mm[j].N == N && c->prof_mm[j].K == K)) j++;
@@ -103,10 +104,14 @@ void cuda_profile_report(CudaCtx *c) {
     for (int k = 1; k <= OP_ALLREDUCE; k++) tot += c->prof_ms[k];
     if (tot <= 0) return;
     fprintf(stderr, "cuda profile (eager ops of steps with T >= 512), total %.2f ms:\n", tot);
-    for (int k = 1; k <= OP_ALLREDUCE; k++)
-        if (c->prof_n[k])
-            fprintf(stderr, "  %-13s %9.2f ms %5.1f%%  (%ld calls)\n", names[k], c->prof_ms[k],
-                    100 * c->prof_ms[k] / tot, c->prof_n[k]);
+    for (int k = 1; k <= OP_ALLREDUCE; k++) {
+        if (!c->prof_n[k]) continue;
+        fprintf(stderr, "  %-13s %9.2f ms %5.1f%%  (%ld calls)", names[k], c->prof_ms[k],
+                100 * c->prof_ms[k] / tot, c->prof_n[k]);
+        if (k == OP_ATTN) /* 4 flops a (query, key) pair, head and dimension: Q K^T and P V */
+            fprintf(stderr, "  %.1f TFLOP/s", c->prof_attn_flops / (c->prof_ms[k] * 1e-3) / 1e12);
+        fprintf(stderr, "\n");
+    }
     for (int j = 0; j < c->prof_nmm; j++)
         fprintf(stderr, "  gemm N=%-6d K=%-6d %9.2f ms  %6.1f TFLOP/s (%ld calls)\n",
                 c->prof_mm[j].N, c->prof_mm[j].K, c->prof_mm[j].ms,
