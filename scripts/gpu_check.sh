@@ -8,7 +8,7 @@
 # --ncu-step: Nsight Compute's kernel times of two graph-replayed 8B decode steps at NCU_STEP_BS
 # rows (default 256), context 768, bf16 and fp8 KV (ncu_step256*.txt; NCU_STEP_KV=bf16: bf16 only).
 # --fast: no op profiles (decode and prefill), only the timings. DECODE_ATTN_LIST (default "1 3")
-# and PREFILL_ATTN_LIST (default "2 3 1") choose the attention kernels the profiles compare ("": none).
+# and PREFILL_ATTN_LIST (default "2 5 6 1") choose the attention kernels the profiles compare ("": none).
 # --dev: dev/cuda/read_bw.cu (read-only vs copy bandwidth), kv_layout_bw.cu (decode attention's
 # access pattern on our KV layout vs HND, without the math) and gemv.cu (every small-batch GEMM
 # version); DEV_TOOLS="read_bw ..." picks; DEV_TOOLS=cutlass_gemm (never by default): CUTLASS's
@@ -383,9 +383,9 @@ fi
 done
 
 # where prefill time goes (per-op events, synchronizing: not a timing run), for each prefill
-# attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 8 warps, 3 the
-# same with 4 warps, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
-for pa in ${PREFILL_ATTN_LIST-2 3 1}; do
+# attention kernel (PAGELLM_CUDA_PREFILL_ATTN: 2 the default prefill_attn_v2 with 16 rows a warp,
+# 5 with 32, 6 with pipelined key halves, 1 the original kernel); the bench's TTFT line (unprofiled) goes with each
+for pa in ${PREFILL_ATTN_LIST-2 5 6 1}; do
   budget_ok || break
   echo "== prefill profile PAGELLM_CUDA_PREFILL_ATTN=$pa" >> "$OUT/bench.log"
   PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 120 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null |

@@ -4,9 +4,9 @@
  *
  * Backends: "cuda" (automatic GEMV/cuBLASLt choice), "cuda-gemv", "cuda-gemv2", "cuda-gemv4" and "cuda-lt"
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
- * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1" / "cuda-pf3" / "cuda-pf4" / "cuda-pf5" / "cuda-pf6"
- * (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the original prefill kernel, and 3-6, prefill_attn_v2
- * with 4 warps of 16 rows, 4 of 32, 8 of 32, 8 of 16 with pipelined key halves), and "cpu" (the reference backend;
+ * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1" / "cuda-pf5" / "cuda-pf6"
+ * (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the original prefill kernel, 5 and 6, prefill_attn_v2
+ * with 8 warps of 32 rows, 8 of 16 with pipelined key halves), and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
  * graph_fused: GEMV v4's fused prologues/epilogues, bit-identical to the unfused graphs;
@@ -380,15 +380,13 @@ static void test_embed_gather(int T, int V, int D) {
 
 static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attention tests only) */
 /* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2): 1 the
- * original kernel; prefill_attn_v2 with 3: 4 warps of 16 rows, 4: 4 warps of 32, 5: 8 warps of
- * 32, 6: 8 warps of 16 with the score mma of a tile's second half issued before the first half's
- * softmax; each with a bf16 and an fp8 KV cache (attention tests only). */
+ * original kernel; prefill_attn_v2 with 5: 8 warps of 32 rows, 6: 8 warps of 16 with the score
+ * mma of a tile's second half issued before the first half's softmax; each with a bf16 and an
+ * fp8 KV cache (attention tests only). */
 typedef struct PrefillVariant { const char *name, *val; int fp8; Backend *b; } PrefillVariant;
 static PrefillVariant PFV[] = {
-    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf3", "3", 0, NULL}, {"cuda-pf4", "4", 0, NULL},
-    {"cuda-pf5", "5", 0, NULL}, {"cuda-pf1-fp8kv", "1", 1, NULL}, {"cuda-pf3-fp8kv", "3", 1, NULL},
-    {"cuda-pf4-fp8kv", "4", 1, NULL}, {"cuda-pf5-fp8kv", "5", 1, NULL}, {"cuda-pf6", "6", 0, NULL},
-    {"cuda-pf6-fp8kv", "6", 1, NULL},
+    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf5", "5", 0, NULL}, {"cuda-pf6", "6", 0, NULL},
+    {"cuda-pf1-fp8kv", "1", 1, NULL}, {"cuda-pf5-fp8kv", "5", 1, NULL}, {"cuda-pf6-fp8kv", "6", 1, NULL},
 };
 /* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),
  * bf16 and fp8 KV (attention tests only); "cuda" and "cuda-fp8kv" run v3 (tensor cores) for
@@ -496,7 +494,7 @@ static void test_attention(const char *label, int S, const int *prefix, const in
                            int Hkv, int hd, int block_size) {
     /* bf16 cache: "cuda" (the default kernels), the CPU backend and the CUDA variants that
      * pick other attention kernels; the GEMM-path variants (cuda-gemv...) add nothing here */
-    NamedBackend bl[16], fl[12];
+    NamedBackend bl[16], fl[10];
     int nb = 0, nf = 0;
     for (int k = 0; k < NBK; k++)
         if (k == 0 || strncmp(BK[k].name, "cuda-", 5) != 0) bl[nb++] = BK[k];

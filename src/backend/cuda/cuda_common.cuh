@@ -226,8 +226,9 @@ typedef struct CudaCtx {
                             * their eager step instead of timing their own (start-up time) */
     int graph_step_eager;  /* 1 while a decode graph's step runs eagerly before its capture */
     int pdl;               /* PAGELLM_CUDA_PDL (default 1 on sm_90+): programmatic dependent launch */
-    int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel,
-                              2 (default) prefill_attn_v2 with 8 warps a block, 3 the same with 4 */
+    int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel;
+                              prefill_attn_v2 with 8 warps of 16 rows (2, default), of 32 rows (5),
+                              or of 16 rows with pipelined key halves (6) */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */

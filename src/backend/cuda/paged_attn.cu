@@ -373,7 +373,7 @@ void cuda_attn_reserve(CudaCtx *c, int max_seqs) {
 template <int HD, typename KV>
 static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                            int Hq, int Hkv, float sl2) {
-    if (c->prefill_attn != 1) { /* PAGELLM_CUDA_PREFILL_ATTN: 2 (default) / 3, prefill_attn_v2.cu */
+    if (c->prefill_attn != 1) { /* PAGELLM_CUDA_PREFILL_ATTN: 2 (default) / 5 / 6, prefill_attn_v2.cu */
         cuda_prefill_attn_v2(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
         return;
     }

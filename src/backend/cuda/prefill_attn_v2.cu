@@ -1,7 +1,7 @@
 /* prefill_attn_v2.cu: causal paged attention of the prefill chunks of a mixed batch
- * (PAGELLM_CUDA_PREFILL_ATTN=2, the default: 8 warps of 16 rows a block; 3: 4 warps of 16 rows;
- * 4: 4 warps of 32 rows; 5: 8 warps of 32 rows; 6: 2 with the score mma of a tile's second half
- * issued before its first half's softmax; 1: the original prefill_attn_kernel in paged_attn.cu).
+ * (PAGELLM_CUDA_PREFILL_ATTN=2, the default: 8 warps of 16 rows a block; 5: 8 warps of 32 rows;
+ * 6: 2 with the score mma of a tile's second half issued before its first half's softmax; 1: the
+ * original prefill_attn_kernel in paged_attn.cu).
  *
  * Same contract as prefill_attn_kernel: query token t of prefill sequence s (position
  * positions[t], positions consecutive within a chunk) attends to keys 0..pos of s, read
@@ -268,7 +268,7 @@ __device__ __forceinline__ bool pf2_row(int r, int tok0, int TPT, int G, int qle
  * PIPE (MT = 1): each tile in two 32-key halves, the second half's scores issued before the
  * first half's softmax (pf2_scores / pf2_update). */
 template <int HD, typename KV, int NW, int MT, bool PIPE>
-__global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kernel(
+__global__ void __launch_bounds__(NW * 32, 1) prefill_attn_v2_kernel(
     bf16 *out, const bf16 *q, const KV *kc, const KV *vc, const int32_t *prefill_seqs,
     const int32_t *query_start, const int32_t *seq_lens, const int32_t *positions,
     const int32_t *block_tables, int mbps, int block_size, int Hq, int Hkv, float scale_log2) {
@@ -400,13 +400,14 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) prefill_attn_v2_kern
             if (db)
                 pf2_update<HD, NW, MT, SUB>(o, m, l, sb, Vs + SUB * LD, kb, kb + SUB - 1 > wmin, row_pos,
                                             scale_log2);
-        } else
-        for (int h = 0; h < PF2_KEYS / SUB; h++) {
-            const int k0 = kt * PF2_KEYS + h * SUB;
-            if (warp_active && k0 <= wmax) /* warp-uniform */
-                pf2_tile<HD, NW, MT, SUB>(o, m, l, qa, Qs + warp * 16 * LD, Ks + h * SUB * LD,
-                                          Vs + h * SUB * LD, k0, k0 + SUB - 1 > wmin, row_pos,
-                                          scale_log2);
+        } else {
+            for (int h = 0; h < PF2_KEYS / SUB; h++) {
+                const int k0 = kt * PF2_KEYS + h * SUB;
+                if (warp_active && k0 <= wmax) /* warp-uniform */
+                    pf2_tile<HD, NW, MT, SUB>(o, m, l, qa, Qs + warp * 16 * LD, Ks + h * SUB * LD,
+                                              Vs + h * SUB * LD, k0, k0 + SUB - 1 > wmin, row_pos,
+                                              scale_log2);
+            }
         }
         if (looker) slots[(kt & 1) * PF2_KEYS + threadIdx.x] = next_slot;
     }
@@ -453,26 +454,24 @@ static void pf2_launch(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const
     CUDA_LAUNCH_CHECK(c);
 }
 
-/* 2: 8 warps x 16 rows (128-row blocks, one block per SM at hd 128: 227 registers);
- * 3: 4 warps x 16 rows (64-row blocks, two per SM: barriers of 4 warps, twice the K/V reads);
- * 4: 4 warps x 32 rows (MT = 2, FlashAttention-2's shape: 128-row blocks, two per SM, Q in
- *    shared memory, scores in 32-key halves of the tile so that they fit beside the two
- *    m-tiles' accumulators); 5: 8 warps x 32 rows (256-row blocks, one per SM); 6: 2 with each
- *    tile in 32-key halves, the second half's score mma issued before the first half's softmax.
- * Why 6: ncu (run23) shows 2 latency-bound, not throughput-bound: tensor pipe ~39% busy, 0.43
- * eligible warps a scheduler of 2. Within a warp S = Q K^T, the softmax and P V ran one after the
- * other, so the tensor pipe idled during a warp's softmax unless the scheduler's other warp was in
- * an mma phase. Same registers as 2 (two 32-key score sets = one 64-key set).
- * Why MT = 2: at MT = 1 every warp reads the whole K and V tile from shared memory for its 16
- * rows (64 ldmatrix.x4 per 64 keys against 128 mma), so the kernel waits on shared memory
- * rather than the tensor cores; with 32 rows a warp each K and V fragment feeds two mma (Q is
- * re-read instead, 96 ldmatrix per 256 mma). */
+/* 2: 8 warps x 16 rows (MT = 1: 128-row blocks, one per SM at hd 128, Q in registers);
+ * 5: 8 warps x 32 rows (MT = 2: 256-row blocks, Q in shared memory, scores in 32-key halves of
+ *    the tile so that they fit beside the two m-tiles' accumulators; each K/V tile read into
+ *    shared memory serves twice the rows: a 16,384-token prompt's attention 308 -> 278 ms in
+ *    run23, 2048 tokens unchanged);
+ * 6: 2 with each tile in 32-key halves, the second half's score mma issued before the first
+ *    half's softmax. Why: ncu (run23) shows 2 latency-bound, not throughput-bound: tensor pipe
+ *    ~39% busy, 0.43 eligible warps a scheduler of 2. Within a warp S = Q K^T, the softmax and
+ *    P V ran one after the other, so the tensor pipe idled during a warp's softmax unless the
+ *    scheduler's other warp was in an mma phase. Same registers as 2 (two 32-key score sets =
+ *    one 64-key set).
+ * Removed after measuring (dev/cuda/NOTES.md): 4 warps x 16 rows (two blocks an SM; TTFT 2048
+ * 0.5-0.6 ms slower than 2 in run7/run8) and 4 warps x 32 rows (FlashAttention-2's shape; no
+ * faster than 2 at 2048 tokens, slower than 5 at 16k: run22/run23). */
 template <int HD, typename KV>
 static void pf2_launch_nw(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc, int Hq,
                           int Hkv, float sl2) {
     switch (c->prefill_attn) {
-    case 3: pf2_launch<HD, KV, 4, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
-    case 4: pf2_launch<HD, KV, 4, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     case 5: pf2_launch<HD, KV, 8, 2>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     case 6: pf2_launch<HD, KV, 8, 1, true>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
     default: pf2_launch<HD, KV, 8, 1>(c, out, q, kc, vc, Hq, Hkv, sl2); break;
