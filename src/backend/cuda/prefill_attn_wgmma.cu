@@ -437,17 +437,27 @@ int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kc
     const int G = Hkv > 0 ? Hq / Hkv : 0, bs = c->block_size;
     /* the boxes: G heads x BM / G tokens of Q, whole cache blocks of at least 8 keys (a box of
      * bs rows of 128 bytes must start on a 1 KB swizzle atom) and at most 32 of them a tile */
-    if (cc_major != 9 || c->kv_fp8 || hd != HD || G < 1 || Hq % Hkv != 0 || BM % G != 0 || bs < 8 || bs % 8 != 0 ||
-        BN % bs != 0 || (((uintptr_t)q | (uintptr_t)kcache | (uintptr_t)vcache) & 15) != 0)
-        return 0;
+    static volatile int told; /* one line on stderr the first time 7 falls back, saying why */
+    const char *why = NULL;
+    if (cc_major != 9) why = "not an sm_90 device";
+    else if (c->kv_fp8) why = "fp8 KV cache";
+    else if (hd != HD || G < 1 || Hq % Hkv != 0 || BM % G != 0) why = "head_dim not 128 or GQA group not dividing 128";
+    else if (bs < 8 || bs % 8 != 0 || BN % bs != 0) why = "block size not 8, 16, 32, 64 or 128";
+    else if ((((uintptr_t)q | (uintptr_t)kcache | (uintptr_t)vcache) & 15) != 0) why = "unaligned q or cache";
     CUtensorMap tq, tk, tv;
-    /* the cache's slot count is not known here; the map's outer extent only bounds zero fill,
-     * and every box read is a real block of the table (or the sequence's block 0) */
-    const uint64_t slots = 1ull << 31;
-    if (!pfw_map(&tq, q, (uint64_t)c->T, Hq, HD, (uint64_t)Hq * HD, G, BM / G) ||
-        !pfw_map(&tk, kcache, slots, Hkv, HD, (uint64_t)Hkv * HD, 1, bs) ||
-        !pfw_map(&tv, vcache, slots, Hkv, HD, (uint64_t)Hkv * HD, 1, bs))
+    /* the cache's slot count is not known here; the map's outer extent (64 Mi slots, beyond any
+     * cache of one layer on one GPU) only bounds zero fill, and every box read is a real block of
+     * the table (or the sequence's block 0) */
+    const uint64_t slots = 1ull << 26;
+    if (!why && (!pfw_map(&tq, q, (uint64_t)c->T, Hq, HD, (uint64_t)Hq * HD, G, BM / G) ||
+                 !pfw_map(&tk, kcache, slots, Hkv, HD, (uint64_t)Hkv * HD, 1, bs) ||
+                 !pfw_map(&tv, vcache, slots, Hkv, HD, (uint64_t)Hkv * HD, 1, bs)))
+        why = "cuTensorMapEncodeTiled failed";
+    if (why) {
+        if (!told) fprintf(stderr, "cuda: prefill attention 7 does not apply (%s): the default kernel runs\n", why);
+        told = 1;
         return 0;
+    }
     static volatile int smem_set[64];
     if (c->device < 0 || c->device >= 64 || !smem_set[c->device]) {
         CUDA_CHECK(cudaFuncSetAttribute(prefill_attn_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
