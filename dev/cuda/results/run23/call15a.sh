@@ -1,34 +1,50 @@
 #!/usr/bin/env bash
-# Next session's first call (written in session 14; ~500 s: LIMIT the call at 590): everything the
-# prefill-attention decision needs in one go, on main (default 2).
-#  1. gpu_check: op checks (incl. the new variant 6: cuda-pf6, cuda-pf6-fp8kv) and the 8B
-#     agreement with HF transformers for the default, 5 and 6 (MODEL_AB_ENVS; gate 95%).
-#  2. bench_cuda_qwen3 --prefill 16384 with PAGELLM_CUDA_PROFILE=1 for 2, 5, 6 (attention ms a
-#     prompt, TTFT), and the 2048-token TTFT for 2, 5, 6, 2.
-#  3. ncu --set full of one 2048-token launch of 6 (tensor pipe, eligible warps vs run23's 2).
-# Then: 5 passing HF -> merge branch pf5-default (fill in docs/benchmarks.md's FILL IN); 6 faster
-# than 2 at 16k -> a pipelined MT = 2 does not fit the registers, so weigh 5 vs 6 on the numbers.
+# Session 15's first call (~460 s: LIMIT the call at 590): the prefill-attention decision, the
+# cheapest and most telling parts first (results gather in /tmp/r and are packed into
+# $OUT/all.tgz after each phase, so a call cut off at its limit still returns the phases done).
+#  1. gpu_check --no-model: build, op checks (incl. cuda-pf6 / -fp8kv and the new wgmma variant
+#     cuda-pf7); beside it dev/cuda/pfw_parts.cu (variant 7's two matrix products on their own).
+#  2. bench_cuda_qwen3 --prefill 16384 with PAGELLM_CUDA_PROFILE=1 for 2, 7, 5, 6 (attention ms
+#     and TFLOP/s a prompt, TTFT), and the 2048-token TTFT for 2, 7, 5, 6, 2.
+#  3. gpu_check --model-shapes 8b (op tests skipped): the 8B agreement with HF transformers for
+#     the default, 7 and 5 (MODEL_AB_ENVS; gate 95%).
 set -u
 T0=$(date +%s)
-mkdir -p $OUT/r
-GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" \
-  MODEL_AB_ENVS="PAGELLM_CUDA_PREFILL_ATTN=5;PAGELLM_CUDA_PREFILL_ATTN=6" OUT=$OUT/r timeout 420 \
-  bash scripts/gpu_check.sh --no-hf --quick --fast --shapes "" --model-shapes 8b > $OUT/r/stdout.txt 2>&1
-echo "gpu_check rc=$? ($(( $(date +%s) - T0 )) s)"
-grep -E "checks|FAIL" $OUT/r/test_cuda_ops.log | tail -5
-grep -E "vs HF|failures" $OUT/r/test_cuda_model.log | cut -c1-240
+export PATH=$PATH:/usr/local/cuda/bin
+R=/tmp/r; rm -rf $R; mkdir -p $R
+pack() { tar czf /tmp/all.tgz -C /tmp r && mv /tmp/all.tgz $OUT/all.tgz; }
+( nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/pfw_parts.cu -o /tmp/pfw_parts &&
+  timeout 60 /tmp/pfw_parts ) > $R/pfw_parts.txt 2>&1 &
+GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" OUT=$R timeout 200 \
+  bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
+echo "gpu_check ops rc=$? ($(( $(date +%s) - T0 )) s)"
+wait
+nvidia-smi --query-gpu=name --format=csv,noheader >> $R/stdout.txt
+cat $R/pfw_parts.txt
+grep -E "checks|FAIL" $R/test_cuda_ops.log | tail -8
+pack
 B=/tmp/pagellm-gpu-build
-for pa in 2 5 6; do
-  PAGELLM_CUDA_PREFILL_ATTN=$pa PAGELLM_CUDA_PROFILE=1 timeout 60 $B/bench_cuda_qwen3 8b --decode 4 --bs-list 1 \
-    --prefill 16384 > /dev/null 2> $OUT/r/prof16k-pf$pa.txt
-  echo "pf$pa 16k: $(grep -E 'TTFT' $OUT/r/prof16k-pf$pa.txt) / $(grep -E '^  attention' $OUT/r/prof16k-pf$pa.txt)"
-done
-for pa in 2 5 6 2; do
-  echo "pf$pa 2048: $(PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 60 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null | grep -E 'TTFT')"
-done | tee $OUT/r/ttft2048.txt
-PAGELLM_CUDA_PREFILL_ATTN=6 timeout 60 ncu --set full --kernel-name regex:prefill_attn --launch-skip 100 --launch-count 1 \
-  $B/bench_cuda_qwen3 8b --decode 2 --bs-list 1 > $OUT/r/ncu-pf6.txt 2>&1
-echo "ncu pf6 rc=$? ($(( $(date +%s) - T0 )) s)"
-grep -E "Duration|Compute \(SM\)|Issue Slots|Eligible Warps|Registers Per" $OUT/r/ncu-pf6.txt
-nvidia-smi --query-gpu=name --format=csv,noheader >> $OUT/r/stdout.txt
-cd $OUT && tar czf /tmp/all.tgz r && rm -rf r && mv /tmp/all.tgz all.tgz
+p16() { for pa in "$@"; do
+  PAGELLM_CUDA_PREFILL_ATTN=$pa PAGELLM_CUDA_PROFILE=1 timeout 40 $B/bench_cuda_qwen3 8b --decode 4 --bs-list 1 \
+    --prefill 16384 > /dev/null 2> $R/prof16k-pf$pa.txt
+  echo "pf$pa 16k: $(grep -E 'TTFT' $R/prof16k-pf$pa.txt) / $(grep -E '^  attention' $R/prof16k-pf$pa.txt)"
+done; }
+p2k() { for pa in "$@"; do
+  echo "pf$pa 2048: $(PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 40 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null | grep -E 'TTFT')"
+done | tee -a $R/ttft2048.txt; }
+p16 2 7; p2k 2 7; pack
+p16 5 6; p2k 5 6 2; pack
+echo "timings done ($(( $(date +%s) - T0 )) s)"
+pack
+mkdir -p $R/m
+# 7's agreement only where its op checks passed (and it ran: the log names cuda-pf7)
+MAB="PAGELLM_CUDA_PREFILL_ATTN=7;PAGELLM_CUDA_PREFILL_ATTN=5"
+{ grep -q "cuda-pf7 .* ok$" $R/test_cuda_ops.log && grep -q "test_cuda_ops rc=0" $R/stdout.txt; } ||
+  MAB="PAGELLM_CUDA_PREFILL_ATTN=5"
+echo "MODEL_AB_ENVS=$MAB"
+SKIP_OP_TESTS=1 GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" \
+  MODEL_AB_ENVS="$MAB" OUT=$R/m timeout 330 \
+  bash scripts/gpu_check.sh --no-hf --quick --fast --shapes "" --model-shapes 8b > $R/m/stdout.txt 2>&1
+echo "gpu_check model rc=$? ($(( $(date +%s) - T0 )) s)"
+grep -E "vs HF|failures" $R/m/test_cuda_model.log | cut -c1-240
+pack
