@@ -15,24 +15,31 @@
  * matrix products (FlashAttention-3's in-warpgroup pipelining), and TMA moves the tiles with no
  * thread issuing per-16-byte copies.
  *
- * Structure (one block = BM = 128 query rows of one KV head, 288 threads):
+ * Structure (one block = BM = 128 query rows of one KV head, 256 threads):
  *  - rows are (token, head of the GQA group) pairs as in v2: row r = token tok0 + r / G, head
  *    kvh * G + r % G, so one K/V tile serves the G query heads of its KV head. Warps 0-3
- *    (warpgroup 0) own rows 0-63, warps 4-7 rows 64-127; warp 8 is the producer;
- *  - shared memory: Q [128 rows x 128 dims] and a two-stage ring of K and V tiles [BN = 128 keys
- *    x 128 dims], each stored as two 64-dim panels of 128-byte rows with the 128-byte swizzle
- *    (what TMA writes and the wgmma descriptors read);
- *  - producer (warp 8): Q by TMA once (a 3-D map [tokens, Hq, HD]: one box = the G heads of
- *    BM / G tokens), then per key tile the block-table ids of its BN / block_size blocks (one
- *    lane each) and one TMA box per (block, panel) of K and of V (a 3-D map [slots, Hkv, HD] of
- *    the cache). Keys past the sequence's last block read the sequence's block 0 (finite,
- *    masked). Full barriers: one for K and one for V per stage (transaction bytes); empty: 8
- *    arrivals, one per consumer warp after its last read of the stage;
+ *    (warpgroup 0) own rows 0-63, warps 4-7 rows 64-127;
+ *  - shared memory: Q [128 rows x 128 dims] and a three-stage ring of K and V tiles [BN = 128
+ *    keys x 128 dims] (225 KB in all), each stored as two 64-dim panels of 128-byte rows with the
+ *    128-byte swizzle (what TMA writes and the wgmma descriptors read);
+ *  - loads, issued by warp 0 between its own tiles (a producer warp of its own makes 288 or 384
+ *    threads, and ptxas then caps every thread at 168 registers and spills: the consumers need
+ *    ~200): Q by TMA once (a 3-D map [tokens, Hq, HD]: one box = the G heads of BM / G tokens),
+ *    then per key tile the block-table ids of its BN / block_size blocks (one lane each, looked up
+ *    a tile ahead) and one TMA box per (block, panel) of K and of V (a 3-D map [slots, Hkv, HD] of
+ *    the cache), STAGES - 1 tiles ahead. Keys past the sequence's last block read the sequence's
+ *    block 0 (finite, masked). Full barriers: one for K and one for V per stage (transaction
+ *    bytes); empty: 8 arrivals, one per consumer warp after its last read of the stage;
  *  - consumers, per warpgroup, tile j: S_j = Q K_j^T (8 wgmma m64n128k16, both operands in
  *    shared memory, K-major) and O += P_{j-1} V_{j-1} (8 wgmma with P in registers, V N-major)
  *    are issued together; S_j's softmax (mask on the diagonal tiles, online max / sum in base 2)
- *    runs while P V is in flight; after P V completes, O is rescaled and S_j becomes P_j (bf16,
- *    the accumulator layout of S is the A-fragment layout of P).
+ *    is written to run while P V is in flight; after P V completes, O is rescaled and S_j
+ *    becomes P_j (bf16, the accumulator layout of S is the A-fragment layout of P).
+ *    But ptxas (CUDA 13.0) moves the wait for P V up into the softmax, before its exp2s (the
+ *    SASS has no MUFU between the two waits; also with O rescaled before P V as FlashAttention-3
+ *    does, and with FFMAs for the exp2s): within a warpgroup the softmax follows P V. The
+ *    overlap left is between the two warpgroups, which share each SM sub-partition's tensor
+ *    core (FlashAttention-3's ping-pong makes that explicit with named barriers; not done here).
  * Blocks of later tokens go first (grid z reversed), as in v2. PDL: everything after pdl_wait. */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -397,16 +404,17 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
 
 /* ---------------- host ---------------- */
 
+/* The driver's encoder, looked up until found (threads of TP ranks may race here: each then
+ * looks it up itself and stores the same pointer). */
 static PFN_cuTensorMapEncodeTiled_v12000 pfw_encode_fn(void) {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn;
-    static int tried;
-    if (!tried) {
+    static PFN_cuTensorMapEncodeTiled_v12000 volatile fn;
+    if (!fn) {
+        PFN_cuTensorMapEncodeTiled_v12000 f = NULL;
         cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&fn, 12000, cudaEnableDefault, &q) !=
-                cudaSuccess ||
-            q != cudaDriverEntryPointSuccess)
-            fn = NULL;
-        tried = 1;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&f, 12000, cudaEnableDefault, &q) ==
+                cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = f;
     }
     return fn;
 }

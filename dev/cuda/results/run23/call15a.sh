@@ -3,7 +3,8 @@
 # cheapest and most telling parts first (results gather in /tmp/r and are packed into
 # $OUT/all.tgz after each phase, so a call cut off at its limit still returns the phases done).
 #  1. gpu_check --no-model: build, op checks (incl. cuda-pf6 / -fp8kv and the new wgmma variant
-#     cuda-pf7); beside it dev/cuda/pfw_parts.cu (variant 7's two matrix products on their own).
+#     cuda-pf7); beside it dev/cuda/pfw_parts.cu (variant 7's two matrix products on their own) and
+#     dev/cuda/pfw_full.cu (the kernel alone on G 1-16, block sizes 8-128, against float64).
 #  2. bench_cuda_qwen3 --prefill 16384 with PAGELLM_CUDA_PROFILE=1 for 2, 7, 5, 6 (attention ms
 #     and TFLOP/s a prompt, TTFT), and the 2048-token TTFT for 2, 7, 5, 6, 2.
 #  3. gpu_check --model-shapes 8b (op tests skipped): the 8B agreement with HF transformers for
@@ -14,7 +15,9 @@ export PATH=$PATH:/usr/local/cuda/bin
 R=/tmp/r; rm -rf $R; mkdir -p $R
 pack() { tar czf /tmp/all.tgz -C /tmp r && mv /tmp/all.tgz $OUT/all.tgz; }
 ( nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/pfw_parts.cu -o /tmp/pfw_parts &&
-  timeout 60 /tmp/pfw_parts ) > $R/pfw_parts.txt 2>&1 &
+  timeout 60 /tmp/pfw_parts
+  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -Isrc dev/cuda/pfw_full.cu -o /tmp/pfw_full &&
+  timeout 60 /tmp/pfw_full 3 0 ) > $R/pfw_parts.txt 2>&1 &
 GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" OUT=$R timeout 200 \
   bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
 echo "gpu_check ops rc=$? ($(( $(date +%s) - T0 )) s)"

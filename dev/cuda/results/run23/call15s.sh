@@ -8,7 +8,9 @@ export PATH=$PATH:/usr/local/cuda/bin
 R=/tmp/r; rm -rf $R; mkdir -p $R
 pack() { tar czf /tmp/all.tgz -C /tmp r && mv /tmp/all.tgz $OUT/all.tgz; }
 ( nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/pfw_parts.cu -o /tmp/pfw_parts &&
-  timeout 30 /tmp/pfw_parts ) > $R/pfw_parts.txt 2>&1 &
+  timeout 30 /tmp/pfw_parts
+  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -Isrc dev/cuda/pfw_full.cu -o /tmp/pfw_full &&
+  timeout 30 /tmp/pfw_full 3 0 ) > $R/pfw_parts.txt 2>&1 &
 SKIP_OP_TESTS=1 GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" OUT=$R timeout 120 \
   bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
 echo "build rc=$? ($(( $(date +%s) - T0 )) s)"
