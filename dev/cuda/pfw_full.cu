@@ -2,7 +2,7 @@
  * backend: its kernel on a paged cache with a shuffled block table (garbage past each table's
  * end), chunked prefills after cached context, decode rows beside them (which it must not
  * write), GQA groups 1-16, block sizes 8-128, flat and peaked softmax, against a
- * double-precision CPU reference; each configuration is run `reps` times and any difference
+ * double-precision CPU reference, for variants 7 and 8 (ping-pong); each configuration is run `reps` times and any difference
  * between runs is reported as NONDETERMINISTIC (a race). Complements test_cuda_ops "cuda-pf7"
  * (which covers the backend's shapes) with the shapes no model of ours has.
  * Usage: pfw_full [reps=5] [big=0] (big adds a 4k prompt and a chunk at 12k context).
@@ -19,6 +19,10 @@
 static float bfr(float x) { return __bfloat162float(__float2bfloat16(x)); }
 
 struct Seq { int ctx, qlen; bool prefill; };
+
+/* the kernel under test: variant 7 (no ping-pong) or 8 (ping-pong), set by main */
+static void (*KERN)(CUtensorMap, CUtensorMap, CUtensorMap, bf16 *, const int32_t *, const int32_t *, const int32_t *,
+                    const int32_t *, const int32_t *, int, int, int, int, float) = prefill_attn_wgmma_kernel<false>;
 
 static int run_cfg(const char *name, int Hkv, int G, int bs, std::vector<Seq> seqs, float qscale, int reps,
                    unsigned seed) {
@@ -84,7 +88,7 @@ static int run_cfg(const char *name, int Hkv, int G, int bs, std::vector<Seq> se
         printf("%s: map encode failed\n", name);
         return 1;
     }
-    CUDA_CHECK(cudaFuncSetAttribute(prefill_attn_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    CUDA_CHECK(cudaFuncSetAttribute(KERN, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
     const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
     dim3 grid(Hkv, (unsigned)pseqs.size(), (maxq + BM / G - 1) / (BM / G));
     std::vector<bf16> first(nq), cur(nq);
@@ -95,7 +99,7 @@ static int run_cfg(const char *name, int Hkv, int G, int bs, std::vector<Seq> se
     for (int r = 0; r < reps; r++) {
         CUDA_CHECK(cudaMemset(dout, 0xFF, nq * 2)); /* bf16 NaN sentinel */
         cudaEventRecord(e0);
-        prefill_attn_wgmma_kernel<<<grid, THREADS, SMEM_BYTES>>>(tq, tk, tv, dout, dps, dqs, dsl, dpos, dbt, mbps, bs,
+        KERN<<<grid, THREADS, SMEM_BYTES>>>(tq, tk, tv, dout, dps, dqs, dsl, dpos, dbt, mbps, bs,
                                                                  Hq, Hkv, sl2);
         cudaEventRecord(e1);
         cudaError_t e = cudaDeviceSynchronize();
@@ -164,19 +168,23 @@ int main(int argc, char **argv) {
     int fails = 0;
     const int reps = argc > 1 ? atoi(argv[1]) : 5;
     const bool big = argc > 2 && atoi(argv[2]);
-    /* small: ntiles 1..3 */
-    fails += run_cfg("1 seq, 1 tile", 1, 1, 16, {{0, 100, true}}, 4.f, reps, 1);
-    fails += run_cfg("1 seq, 2 tiles, G1", 2, 1, 16, {{0, 250, true}}, 4.f, reps, 2);
-    fails += run_cfg("chunked ctx, G4 bs64", 2, 4, 64, {{700, 300, true}, {0, 5, false}, {37, 90, true}}, 4.f, reps, 3);
-    fails += run_cfg("G8 bs8 (16 boxes/tile)", 2, 8, 8, {{0, 400, true}, {1000, 1, true}, {13, 77, true}}, 4.f, reps, 4);
-    fails += run_cfg("G16 bs128", 1, 16, 128, {{300, 200, true}, {0, 1, false}, {5, 130, true}}, 4.f, reps, 5);
-    fails += run_cfg("G2 bs32 many seqs", 4, 2, 32, {{0, 129, true}, {255, 1, true}, {0, 64, false}, {1, 512, true},
-                                                      {2000, 17, true}}, 4.f, reps, 6);
-    fails += run_cfg("G4 flat softmax", 2, 4, 16, {{0, 600, true}}, 0.5f, reps, 7);
-    fails += run_cfg("G1 peaky softmax", 2, 1, 16, {{0, 600, true}}, 12.f, reps, 8);
-    if (big) {
-        fails += run_cfg("long prompt 4k G4 bs16", 2, 4, 16, {{0, 4096, true}}, 4.f, reps, 9);
-        fails += run_cfg("chunk at 12k ctx G8 bs64", 1, 8, 64, {{12000, 512, true}, {0, 3000, true}}, 4.f, reps, 10);
+    for (int pp = 0; pp < 2; pp++) {
+        KERN = pp ? prefill_attn_wgmma_kernel<true> : prefill_attn_wgmma_kernel<false>;
+        printf("-- variant %d (%s)\n", 7 + pp, pp ? "ping-pong" : "no ping-pong");
+        /* small: ntiles 1..3 */
+        fails += run_cfg("1 seq, 1 tile", 1, 1, 16, {{0, 100, true}}, 4.f, reps, 1);
+        fails += run_cfg("1 seq, 2 tiles, G1", 2, 1, 16, {{0, 250, true}}, 4.f, reps, 2);
+        fails += run_cfg("chunked ctx, G4 bs64", 2, 4, 64, {{700, 300, true}, {0, 5, false}, {37, 90, true}}, 4.f, reps, 3);
+        fails += run_cfg("G8 bs8 (16 boxes/tile)", 2, 8, 8, {{0, 400, true}, {1000, 1, true}, {13, 77, true}}, 4.f, reps, 4);
+        fails += run_cfg("G16 bs128", 1, 16, 128, {{300, 200, true}, {0, 1, false}, {5, 130, true}}, 4.f, reps, 5);
+        fails += run_cfg("G2 bs32 many seqs", 4, 2, 32, {{0, 129, true}, {255, 1, true}, {0, 64, false}, {1, 512, true},
+                                                          {2000, 17, true}}, 4.f, reps, 6);
+        fails += run_cfg("G4 flat softmax", 2, 4, 16, {{0, 600, true}}, 0.5f, reps, 7);
+        fails += run_cfg("G1 peaky softmax", 2, 1, 16, {{0, 600, true}}, 12.f, reps, 8);
+        if (big) {
+            fails += run_cfg("long prompt 4k G4 bs16", 2, 4, 16, {{0, 4096, true}}, 4.f, reps, 9);
+            fails += run_cfg("chunk at 12k ctx G8 bs64", 1, 8, 64, {{12000, 512, true}, {0, 3000, true}}, 4.f, reps, 10);
+        }
     }
     printf("pfw_full: %d config(s) failed\n", fails);
     return fails ? 1 : 0;

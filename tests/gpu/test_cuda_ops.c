@@ -6,7 +6,7 @@
  * (each GEMM path forced, so all are checked whatever the autotuner picks), for attention also
  * "cuda-fp8kv", "cuda-dec1"(+"-fp8kv": PAGELLM_CUDA_DECODE_ATTN=1, decode attention v1) and "cuda-pf1" / "cuda-pf5" / "cuda-pf6"
  * (+"-fp8kv": PAGELLM_CUDA_PREFILL_ATTN=1, the original prefill kernel, 5 and 6, prefill_attn_v2
- * with 8 warps of 32 rows, 8 of 16 with pipelined key halves) / "cuda-pf7" (wgmma, bf16 cache),
+ * with 8 warps of 32 rows, 8 of 16 with pipelined key halves) / "cuda-pf7", "cuda-pf8" (wgmma, bf16 cache),
  * and "cpu" (the reference backend;
  * its errors are reported too and fail the run as CPU failures). Bounds: ||out-ref||/||ref||
  * <= 1e-2 for bf16 activations, 1e-4 for f32. Decode steps through CUDA graphs too (graph_decode,
@@ -383,11 +383,11 @@ static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attentio
 /* The prefill attention kernels other than the default (PAGELLM_CUDA_PREFILL_ATTN=2): 1 the
  * original kernel; prefill_attn_v2 with 5: 8 warps of 32 rows, 6: 8 warps of 16 with the score
  * mma of a tile's second half issued before the first half's softmax; each with a bf16 and an
- * fp8 KV cache; 7 prefill_attn_wgmma (bf16 only: with fp8 it is the default kernel) (attention
- * tests only). */
+ * fp8 KV cache; 7 prefill_attn_wgmma and 8 the same with its warpgroups' ping-pong (bf16 only:
+ * with fp8 they are the default kernel) (attention tests only). */
 typedef struct PrefillVariant { const char *name, *val; int fp8; Backend *b; } PrefillVariant;
 static PrefillVariant PFV[] = {
-    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf5", "5", 0, NULL}, {"cuda-pf6", "6", 0, NULL}, {"cuda-pf7", "7", 0, NULL},
+    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf5", "5", 0, NULL}, {"cuda-pf6", "6", 0, NULL}, {"cuda-pf7", "7", 0, NULL}, {"cuda-pf8", "8", 0, NULL},
     {"cuda-pf1-fp8kv", "1", 1, NULL}, {"cuda-pf5-fp8kv", "5", 1, NULL}, {"cuda-pf6-fp8kv", "6", 1, NULL},
 };
 /* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),

@@ -229,7 +229,7 @@ typedef struct CudaCtx {
     int prefill_attn;      /* PAGELLM_CUDA_PREFILL_ATTN: 1 the original prefill attention kernel;
                               prefill_attn_v2 with 8 warps of 16 rows (2, default), of 32 rows (5),
                               or of 16 rows with pipelined key halves (6); 7 prefill_attn_wgmma
-                              where it applies */
+                              where it applies, 8 the same with its warpgroups' ping-pong */
 
     /* current step (host copies of the scalars). In a padded graph step T, S, R are the padded
      * counts every kernel runs on; T_real, R_real what the model asked for. */
@@ -450,7 +450,7 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
  * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                           const void *vcache, int Hq, int Hkv, int hd, float sl2);
-/* prefill_attn_wgmma.cu (c->prefill_attn 7): the same on wgmma and TMA for a bf16 cache, head_dim
+/* prefill_attn_wgmma.cu (c->prefill_attn 7; 8 with the warpgroups' ping-pong): the same on wgmma and TMA for a bf16 cache, head_dim
  * 128, a GQA group dividing 128 and block sizes in {8, 16, 32, 64, 128} on sm_90; returns 0 (and
  * launches nothing) where it does not apply. */
 int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache, const void *vcache,

@@ -1,6 +1,7 @@
 /* prefill_attn_wgmma.cu: causal paged attention of the prefill chunks of a mixed batch on
- * Hopper's asynchronous tensor cores (PAGELLM_CUDA_PREFILL_ATTN=7; bf16 cache, head_dim 128,
- * sm_90a; everything else falls back to prefill_attn_v2's default).
+ * Hopper's asynchronous tensor cores (PAGELLM_CUDA_PREFILL_ATTN=7, and 8 with the warpgroups'
+ * ping-pong; bf16 cache, head_dim 128, sm_90a; everything else falls back to prefill_attn_v2's
+ * default).
  *
  * Same contract as prefill_attn_v2 (query token t of prefill sequence s attends to keys
  * 0..positions[t] of s through the block table; out[t, h, :] = softmax(q k^T / sqrt(HD)) v for
@@ -39,7 +40,9 @@
  *    SASS has no MUFU between the two waits; also with O rescaled before P V as FlashAttention-3
  *    does, and with FFMAs for the exp2s): within a warpgroup the softmax follows P V. The
  *    overlap left is between the two warpgroups, which share each SM sub-partition's tensor
- *    core (FlashAttention-3's ping-pong makes that explicit with named barriers; not done here).
+ *    core: variant 8 makes it explicit as FlashAttention-3's ping-pong (the warpgroups take turns
+ *    issuing their products, named barriers 1 and 2), because both wait on the same full
+ *    barriers and would otherwise run in phase, their softmaxes together with the tensor cores idle.
  * Blocks of later tokens go first (grid z reversed), as in v2. PDL: everything after pdl_wait. */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -210,8 +213,9 @@ __device__ __forceinline__ void pfw_to_p(uint32_t (&p)[32], const float (&s)[64]
 }
 
 /* Grid (Hkv, prefill sequences, query tiles reversed), THREADS threads, SMEM_BYTES of dynamic
- * shared memory. tm_q: [T, Hq, HD] boxes (64, G, BM / G); tm_k / tm_v: [slots, Hkv, HD] boxes
+ * shared memory. PP: the warpgroups' ping-pong (variant 8), below. tm_q: [T, Hq, HD] boxes (64, G, BM / G); tm_k / tm_v: [slots, Hkv, HD] boxes
  * (64, 1, block_size). */
+template <bool PP>
 __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
     const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
     const __grid_constant__ CUtensorMap tm_v, bf16 *out, const int32_t *prefill_seqs,
@@ -333,11 +337,25 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
         if (lane == 0) mbar_arrive(empty(st));
     };
 
+    /* PP: the two warpgroups take turns issuing their matrix products (named barriers 1: warpgroup
+     * 0's turn, 2: warpgroup 1's; each issue point waits for its turn and, once issued, passes
+     * it on), so that one's products run while the other computes its softmax. Each warpgroup
+     * has ntiles + 1 issue points; warpgroup 1 passes once up front and not after its last. */
+    auto turn_wait = [&]() {
+        if (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + c) : "memory");
+    };
+    auto turn_pass = [&](bool last) {
+        if (PP && !(last && c == 1)) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - c) : "memory");
+    };
+    if (PP && c == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory"); /* warpgroup 0 goes first */
+
     mbar_wait(bar_q, 0);
     mbar_wait(full_k(0), 0);
+    turn_wait();
     wgmma_fence();
     issue_s(0);
     wgmma_commit();
+    turn_pass(false);
     wgmma_wait<0>();
     fence_f(sacc);
     pfw_softmax(sacc, m, l, alpha, 0, BN - 1 > wmin, rpos, t4, sl2);
@@ -352,11 +370,13 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
         mbar_wait(full_v(pst), ((j - 1) / STAGES) & 1);
         fence_u(p);
         fence_f(o);
+        turn_wait();
         wgmma_fence();
         issue_s(st);
         wgmma_commit();
         issue_pv(pst);
         wgmma_commit();
+        turn_pass(false);
         wgmma_wait<1>(); /* S_j landed; P_{j-1} V_{j-1} may still run */
         fence_f(sacc);
         const int k0 = j * BN;
@@ -377,9 +397,11 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
         mbar_wait(full_v(pst), ((ntiles - 1) / STAGES) & 1);
         fence_u(p);
         fence_f(o);
+        turn_wait();
         wgmma_fence();
         issue_pv(pst);
         wgmma_commit();
+        turn_pass(true);
         wgmma_wait<0>();
         fence_f(o);
         release(pst);
@@ -462,20 +484,20 @@ int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kc
                  !pfw_map(&tv, vcache, slots, Hkv, HD, (uint64_t)Hkv * HD, 1, bs)))
         why = "cuTensorMapEncodeTiled failed";
     if (why) {
-        if (!told) fprintf(stderr, "cuda: prefill attention 7 does not apply (%s): the default kernel runs\n", why);
+        if (!told) fprintf(stderr, "cuda: prefill attention %d does not apply (%s): the default kernel runs\n", c->prefill_attn, why);
         told = 1;
         return 0;
     }
-    static volatile int smem_set[64];
-    if (c->device < 0 || c->device >= 64 || !smem_set[c->device]) {
-        CUDA_CHECK(cudaFuncSetAttribute(prefill_attn_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        SMEM_BYTES));
-        if (c->device >= 0 && c->device < 64) smem_set[c->device] = 1;
+    static volatile int smem_set[64][2];
+    const int pp = c->prefill_attn == 8;
+    auto kern = pp ? prefill_attn_wgmma_kernel<true> : prefill_attn_wgmma_kernel<false>;
+    if (c->device < 0 || c->device >= 64 || !smem_set[c->device][pp]) {
+        CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+        if (c->device >= 0 && c->device < 64) smem_set[c->device][pp] = 1;
     }
     dim3 grid(Hkv, c->num_prefill, cdiv(c->max_query_len, BM / G));
-    cuda_launch(c, prefill_attn_wgmma_kernel, grid, dim3(THREADS), SMEM_BYTES, tq, tk, tv, out, c->dev.prefill_seqs,
-                c->dev.query_start, c->dev.seq_lens, c->dev.positions, c->dev.block_tables, c->max_blocks_per_seq,
-                bs, Hq, Hkv, sl2);
+    cuda_launch(c, kern, grid, dim3(THREADS), SMEM_BYTES, tq, tk, tv, out, c->dev.prefill_seqs, c->dev.query_start,
+                c->dev.seq_lens, c->dev.positions, c->dev.block_tables, c->max_blocks_per_seq, bs, Hq, Hkv, sl2);
     CUDA_LAUNCH_CHECK(c);
     return 1;
 }

@@ -10,13 +10,13 @@ SKIP_OP_TESTS=1 GPU_CHECK_BUDGET_S=700 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" 
   OUT=$R timeout 200 bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
 echo "build rc=$? ($(( $(date +%s) - T0 )) s)"
 B=/tmp/pagellm-gpu-build
-for pa in 7 2; do
+for pa in 8 7 2; do
   PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 150 ncu --set full --kernel-name regex:prefill_attn --launch-skip 100 \
     --launch-count 1 $B/bench_cuda_qwen3 8b --decode 2 --bs-list 1 > $R/ncu-pf$pa.txt 2>&1
   echo "ncu pf$pa rc=$? ($(( $(date +%s) - T0 )) s)"
   grep -E "Duration|Compute \(SM\) Throughput|Issue Slots Busy|Eligible Warps|Registers Per|L2 Cache Throughput|Memory Throughput" $R/ncu-pf$pa.txt | head -9
 done
-for i in 1 2 3; do for pa in 2 7; do
+for i in 1 2 3; do for pa in 2 7 8; do
   echo "pf$pa 2048: $(PAGELLM_CUDA_PREFILL_ATTN=$pa timeout 60 $B/bench_cuda_qwen3 8b --decode 8 --bs-list 1 2>&1 >/dev/null | grep -E 'TTFT')"
   PAGELLM_CUDA_PREFILL_ATTN=$pa PAGELLM_CUDA_PROFILE=1 timeout 60 $B/bench_cuda_qwen3 8b --decode 4 --bs-list 1 \
     --prefill 16384 > /dev/null 2> $R/prof16k-pf$pa-$i.txt
