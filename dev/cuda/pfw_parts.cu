@@ -17,6 +17,16 @@
 
 namespace {
 
+/* A warpgroup's m64n128 f32 accumulator d to out [64 x 128] row-major. D layout: d[4 j + e] is row
+ * 16 w + g + 8 (e >> 1), column 8 j + 2 t4 + (e & 1) (warp w, lane 4 g + t4). */
+__device__ __forceinline__ void store_d(float *out, const float (&d)[64]) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) out[(16 * w + g + 8 * (e >> 1)) * 128 + 8 * j + 2 * t4 + (e & 1)] = d[4 * j + e];
+}
+
 __global__ void __launch_bounds__(128, 1) pfw_parts_kernel(const __grid_constant__ CUtensorMap tm_q,
                                                            const __grid_constant__ CUtensorMap tm_k,
                                                            const __grid_constant__ CUtensorMap tm_v,
@@ -25,7 +35,6 @@ __global__ void __launch_bounds__(128, 1) pfw_parts_kernel(const __grid_constant
     extern __shared__ uint8_t smem[];
     const uint32_t base = (smem_u32(smem) + 1023u) & ~1023u;
     const uint32_t sq = base, sk = base + Q_BYTES, sv = sk + KV_BYTES, bar = sv + KV_BYTES;
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
     if (threadIdx.x == 0) {
         mbar_init(bar, 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -55,15 +64,9 @@ __global__ void __launch_bounds__(128, 1) pfw_parts_kernel(const __grid_constant
     wgmma_commit();
     wgmma_wait<0>();
     fence_f(sacc);
-    /* D layout: s[4 j + e] = row 16 w + g + 8 (e >> 1), column 8 j + 2 t4 + (e & 1) */
+    store_d(s_out, sacc);
 #pragma unroll
-    for (int j = 0; j < 16; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int r = 16 * w + g + 8 * (e >> 1), col = 8 * j + 2 * t4 + (e & 1);
-            s_out[r * BN + col] = sacc[4 * j + e];
-            sacc[4 * j + e] *= 1.f / 16.f;
-        }
+    for (int i = 0; i < 64; i++) sacc[i] *= 1.f / 16.f;
     pfw_to_p(p, sacc);
     fence_u(p);
     fence_f(o);
@@ -74,13 +77,7 @@ __global__ void __launch_bounds__(128, 1) pfw_parts_kernel(const __grid_constant
     wgmma_commit();
     wgmma_wait<0>();
     fence_f(o);
-#pragma unroll
-    for (int j = 0; j < 16; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int r = 16 * w + g + 8 * (e >> 1), col = 8 * j + 2 * t4 + (e & 1);
-            o_out[r * HD + col] = o[4 * j + e];
-        }
+    store_d(o_out, o);
 #endif
 }
 

@@ -387,7 +387,8 @@ static Backend *FP8KV;   /* the CUDA backend with --kv-cache-dtype fp8 (attentio
  * with fp8 they are the default kernel) (attention tests only). */
 typedef struct PrefillVariant { const char *name, *val; int fp8; Backend *b; } PrefillVariant;
 static PrefillVariant PFV[] = {
-    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf5", "5", 0, NULL}, {"cuda-pf6", "6", 0, NULL}, {"cuda-pf7", "7", 0, NULL}, {"cuda-pf8", "8", 0, NULL},
+    {"cuda-pf1", "1", 0, NULL}, {"cuda-pf5", "5", 0, NULL}, {"cuda-pf6", "6", 0, NULL},
+    {"cuda-pf7", "7", 0, NULL}, {"cuda-pf8", "8", 0, NULL},
     {"cuda-pf1-fp8kv", "1", 1, NULL}, {"cuda-pf5-fp8kv", "5", 1, NULL}, {"cuda-pf6-fp8kv", "6", 1, NULL},
 };
 /* The CUDA backends with PAGELLM_CUDA_DECODE_ATTN=1 (decode attention v1 on the CUDA cores),

@@ -604,6 +604,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     c->lt_tune_rows = env_int("PAGELLM_CUDA_LT_TUNE_ROWS", 512);
     c->lt_lend = env_int("PAGELLM_CUDA_LT_LEND", 1);
     c->graph_lend_max = env_int("PAGELLM_CUDA_GRAPH_LEND_MAX", 128);
+    c->cc_major = prop.major;
     c->pdl = prop.major >= 9 ? env_int("PAGELLM_CUDA_PDL", 1) : 0;
     c->prefill_attn = env_int("PAGELLM_CUDA_PREFILL_ATTN", 2);
     c->decode_attn = env_int("PAGELLM_CUDA_DECODE_ATTN", 3);

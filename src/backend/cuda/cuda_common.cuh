@@ -196,6 +196,7 @@ typedef struct CudaCtx {
     int device;
     char device_name[256];     /* cudaDeviceProp.name (backend.h device_name) */
     int num_sms;
+    int cc_major;              /* cudaDeviceProp.major (9: Hopper, where wgmma and TMA exist) */
     size_t smem_optin;
     cudaStream_t stream;
     cublasLtHandle_t lt;
@@ -450,9 +451,9 @@ void cuda_attention(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
  * writes out[] for the tokens of c->dev.prefill_seqs only. sl2 = log2(e) / sqrt(hd). */
 void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache,
                           const void *vcache, int Hq, int Hkv, int hd, float sl2);
-/* prefill_attn_wgmma.cu (c->prefill_attn 7; 8 with the warpgroups' ping-pong): the same on wgmma and TMA for a bf16 cache, head_dim
- * 128, a GQA group dividing 128 and block sizes in {8, 16, 32, 64, 128} on sm_90; returns 0 (and
- * launches nothing) where it does not apply. */
+/* prefill_attn_wgmma.cu (c->prefill_attn 7; 8 with the warpgroups' ping-pong): the same on
+ * wgmma and TMA for a bf16 cache, head_dim 128, a GQA group dividing 128 and block sizes in
+ * {8, 16, 32, 64, 128} on sm_90; returns 0 (and launches nothing) where it does not apply. */
 int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache, const void *vcache,
                             int Hq, int Hkv, int hd, float sl2);
 #define DEC_PART_PAD 4 /* floats after a partial's HD outputs: M, L and padding */

@@ -7,7 +7,8 @@
  * ldmatrix_x4 / ldmatrix_x4_trans: four 8x8 b16 tiles from shared memory, as stored (K fragments
  * for Q.K^T) or transposed (V^T fragments for P.V).
  * mma_f16_16816: the same in f16.
- * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators). */
+ * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators).
+ * prefill_row: the (token, head) of a prefill attention block's query row. */
 #ifndef PAGELLM_BACKEND_CUDA_MMA_CUH
 #define PAGELLM_BACKEND_CUDA_MMA_CUH
 #include <cuda_bf16.h>
@@ -53,6 +54,18 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t &r0, uint32_t &r1, uint32_t
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
+}
+
+/* Row r of a prefill attention block whose rows are (token, head of the GQA group) pairs and
+ * whose first token is tok0 (TPT tokens a block): its token (clamped to the chunk: rows past it,
+ * or past TPT * G when G does not divide the block's rows, borrow the last valid token, so their
+ * key range stays the block's) and head; returns whether the row is one of the chunk's. */
+__device__ __forceinline__ bool prefill_row(int r, int tok0, int TPT, int G, int qlen, int kvh, int *tok,
+                                            int *head) {
+    const int tk = tok0 + min(r / G, TPT - 1);
+    *tok = min(tk, qlen - 1);
+    *head = kvh * G + r % G;
+    return r < TPT * G && tk < qlen;
 }
 
 /* cp.async (sm_80+): 16 bytes global -> shared without passing through registers; groups are

@@ -374,7 +374,8 @@ template <int HD, typename KV>
 static void launch_prefill(CudaCtx *c, bf16 *out, const bf16 *q, const KV *kc, const KV *vc,
                            int Hq, int Hkv, float sl2) {
     /* PAGELLM_CUDA_PREFILL_ATTN=7 / 8: prefill_attn_wgmma.cu where it applies, else the default */
-    if ((c->prefill_attn == 7 || c->prefill_attn == 8) && cuda_prefill_attn_wgmma(c, out, q, kc, vc, Hq, Hkv, HD, sl2)) return;
+    if ((c->prefill_attn == 7 || c->prefill_attn == 8) && cuda_prefill_attn_wgmma(c, out, q, kc, vc, Hq, Hkv, HD, sl2))
+        return;
     if (c->prefill_attn != 1) { /* 2 (default) / 5 / 6 (/ 7, 8 where they do not apply): prefill_attn_v2.cu */
         cuda_prefill_attn_v2(c, out, q, kc, vc, Hq, Hkv, HD, sl2);
         return;

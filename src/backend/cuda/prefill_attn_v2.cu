@@ -248,17 +248,8 @@ __device__ __forceinline__ void pf2_load_q(bf16 *Qs, const bf16 *q, int qs, int 
     }
 }
 
-/* Row r of a block whose first token is tok0: its token (clamped to the chunk: rows past it, or
- * past TPT * G when G does not divide the block's rows, borrow the last valid token) and head;
- * returns whether the row is one of the chunk's. Recomputed where needed rather than kept in
- * registers: at MT = 2 every register goes to the accumulators. */
-__device__ __forceinline__ bool pf2_row(int r, int tok0, int TPT, int G, int qlen, int kvh, int *tok,
-                                        int *head) {
-    const int tk = tok0 + min(r / G, TPT - 1);
-    *tok = min(tk, qlen - 1);
-    *head = kvh * G + r % G;
-    return r < TPT * G && tk < qlen;
-}
+/* Rows: prefill_row (mma.cuh), recomputed where needed rather than kept in registers: at MT = 2
+ * every register goes to the accumulators. */
 
 /* Grid (Hkv, prefill sequences, query tiles reversed), NW * 32 threads, Pf2Smem::BYTES of
  * dynamic shared memory. Block (kvh, si, z) computes ROWS = NW * 16 * MT rows of sequence
@@ -305,7 +296,7 @@ __global__ void __launch_bounds__(NW * 32, 1) prefill_attn_v2_kernel(
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             int tok, head;
-            any_ok |= pf2_row(mt * NW * 16 + warp * 16 + g + 8 * i, tok0, TPT, G, qlen, kvh, &tok, &head);
+            any_ok |= prefill_row(mt * NW * 16 + warp * 16 + g + 8 * i, tok0, TPT, G, qlen, kvh, &tok, &head);
             row_pos[mt][i] = positions[qs + tok];
             wmin = min(wmin, row_pos[mt][i]);
             wmax = max(wmax, row_pos[mt][i]);
@@ -322,7 +313,7 @@ __global__ void __launch_bounds__(NW * 32, 1) prefill_attn_v2_kernel(
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
         int tok = 0, head = 0;
-        const bool ok = MT == 1 && pf2_row(warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head);
+        const bool ok = MT == 1 && prefill_row(warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head);
         const bf16 *qrow = q + ((int64_t)(qs + tok) * Hq + head) * HD + 2 * t4;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
@@ -421,7 +412,7 @@ __global__ void __launch_bounds__(NW * 32, 1) prefill_attn_v2_kernel(
             lt += __shfl_xor_sync(0xffffffffu, lt, 1);
             lt += __shfl_xor_sync(0xffffffffu, lt, 2);
             int tok, head;
-            if (!pf2_row(mt * NW * 16 + warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head))
+            if (!prefill_row(mt * NW * 16 + warp * 16 + g + 8 * rr, tok0, TPT, G, qlen, kvh, &tok, &head))
                 continue;
             float inv = 1.f / lt;
             bf16 *orow = out + ((int64_t)(qs + tok) * Hq + head) * HD + 2 * t4;

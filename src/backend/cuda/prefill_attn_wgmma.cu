@@ -152,16 +152,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[64], uint32_t a0, uint32_t a
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(1));
 }
 
-/* Row r of a block whose first token is tok0: its token (clamped into the chunk: rows past it
- * borrow the last valid token, so their key range stays the block's) and head; returns whether
- * the row is one of the chunk's. */
-__device__ __forceinline__ bool pfw_row(int r, int tok0, int G, int qlen, int kvh, int *tok, int *head) {
-    const int tk = tok0 + r / G;
-    *tok = min(tk, qlen - 1);
-    *head = kvh * G + r % G;
-    return tk < qlen;
-}
-
 /* The online-softmax step of one tile for this thread's two rows (g and g + 8 of its warp's 16):
  * mask keys past each row's position (only when the tile straddles the warp's diagonal),
  * update the running max m (scaled base-2 units) and sum l (this thread's partial), overwrite s
@@ -304,7 +294,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
     int wmin = INT32_MAX;
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
-        rok[rr] = pfw_row(64 * c + 16 * w + g + 8 * rr, tok0, G, qlen, kvh, &rtok[rr], &rhead[rr]);
+        rok[rr] = prefill_row(64 * c + 16 * w + g + 8 * rr, tok0, TPT, G, qlen, kvh, &rtok[rr], &rhead[rr]);
         rpos[rr] = positions[qs + rtok[rr]];
         wmin = min(wmin, rpos[rr]);
     }
@@ -456,20 +446,12 @@ static int pfw_map(CUtensorMap *tm, const void *p, uint64_t outer, uint64_t mid,
 
 int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache, const void *vcache,
                             int Hq, int Hkv, int hd, float sl2) {
-    static int cc_major = -1;
-    if (cc_major < 0) {
-        int dev = 0;
-        cc_major = cudaGetDevice(&dev) == cudaSuccess &&
-                           cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess
-                       ? cc_major
-                       : 0;
-    }
     const int G = Hkv > 0 ? Hq / Hkv : 0, bs = c->block_size;
     /* the boxes: G heads x BM / G tokens of Q, whole cache blocks of at least 8 keys (a box of
      * bs rows of 128 bytes must start on a 1 KB swizzle atom) and at most 32 of them a tile */
     static volatile int told; /* one line on stderr the first time 7 falls back, saying why */
     const char *why = NULL;
-    if (cc_major != 9) why = "not an sm_90 device";
+    if (c->cc_major != 9) why = "not an sm_90 device";
     else if (c->kv_fp8) why = "fp8 KV cache";
     else if (hd != HD || G < 1 || Hq % Hkv != 0 || BM % G != 0) why = "head_dim not 128 or GQA group not dividing 128";
     else if (bs < 8 || bs % 8 != 0 || BN % bs != 0) why = "block size not 8, 16, 32, 64 or 128";

@@ -9,15 +9,7 @@
 #     ms and TFLOP/s a prompt, TTFT), and the 2048-token TTFT for 2, 7, 8, 5, 6, 2.
 #  3. gpu_check --model-shapes 8b (op tests skipped): the 8B agreement with HF transformers for
 #     the default, 7, 8 and 5 (MODEL_AB_ENVS; gate 95%).
-set -u
-T0=$(date +%s)
-export PATH=$PATH:/usr/local/cuda/bin
-R=/tmp/r; rm -rf $R; mkdir -p $R
-pack() { tar czf /tmp/all.tgz -C /tmp r && mv /tmp/all.tgz $OUT/all.tgz; }
-( nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/pfw_parts.cu -o /tmp/pfw_parts &&
-  timeout 60 /tmp/pfw_parts
-  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -Isrc dev/cuda/pfw_full.cu -o /tmp/pfw_full &&
-  timeout 60 /tmp/pfw_full 3 0 ) > $R/pfw_parts.txt 2>&1 &
+TO=60 . "$(dirname "$0")/call15_common.sh"
 GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" OUT=$R timeout 200 \
   bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
 echo "gpu_check ops rc=$? ($(( $(date +%s) - T0 )) s)"

@@ -2,15 +2,7 @@
 # Session 15, the short call (~150 s, for a budget of ~250 s): variant 7's two matrix products on
 # their own (pfw_parts), the standalone build, 16k and 2048-token prefill timings of 2, 7 and 8 (7 with ping-pong),
 # then the op checks (incl. cuda-pf7) as far as the limit lets them go. Packed after each step.
-set -u
-T0=$(date +%s)
-export PATH=$PATH:/usr/local/cuda/bin
-R=/tmp/r; rm -rf $R; mkdir -p $R
-pack() { tar czf /tmp/all.tgz -C /tmp r && mv /tmp/all.tgz $OUT/all.tgz; }
-( nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc dev/cuda/pfw_parts.cu -o /tmp/pfw_parts &&
-  timeout 30 /tmp/pfw_parts
-  nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --use_fast_math -Isrc dev/cuda/pfw_full.cu -o /tmp/pfw_full &&
-  timeout 30 /tmp/pfw_full 3 0 ) > $R/pfw_parts.txt 2>&1 &
+TO=30 . "$(dirname "$0")/call15_common.sh"
 SKIP_OP_TESTS=1 GPU_CHECK_BUDGET_S=600 PREFILL_ATTN_LIST="" DECODE_ATTN_LIST="" AB_ENVS="" OUT=$R timeout 120 \
   bash scripts/gpu_check.sh --no-hf --no-model --quick --fast --shapes "" > $R/stdout.txt 2>&1
 echo "build rc=$? ($(( $(date +%s) - T0 )) s)"
