@@ -644,6 +644,7 @@ extern "C" Backend *backend_cuda_new(const BackendOptions *opt, char *err) {
     b->act_dtype = DT_BF16;
     b->kv_dtype = opt && opt->kv_dtype == DT_FP8_E4M3 ? DT_FP8_E4M3 : DT_BF16;
     c->kv_fp8 = b->kv_dtype == DT_FP8_E4M3;
+    if (c->prefill_attn == 7 || c->prefill_attn == 8) c->sm90a = cuda_prefill_attn_wgmma_probe(c);
     b->ctx = c;
     LOG_I("cuda: %s, %d SMs, %.1f GB, compute %d.%d", prop.name, c->num_sms,
           prop.totalGlobalMem / 1e9, prop.major, prop.minor);

@@ -197,6 +197,8 @@ typedef struct CudaCtx {
     char device_name[256];     /* cudaDeviceProp.name (backend.h device_name) */
     int num_sms;
     int cc_major;              /* cudaDeviceProp.major (9: Hopper, where wgmma and TMA exist) */
+    int sm90a;                 /* the build's code for this device has sm_90a features (probed at
+                                  init where prefill attention 7 / 8 is asked for) */
     size_t smem_optin;
     cudaStream_t stream;
     cublasLtHandle_t lt;
@@ -456,6 +458,9 @@ void cuda_prefill_attn_v2(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcac
  * {8, 16, 32, 64, 128} on sm_90; returns 0 (and launches nothing) where it does not apply. */
 int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kcache, const void *vcache,
                             int Hq, int Hkv, int hd, float sl2);
+/* 1 where this device runs the build's sm_90a code (wgmma, TMA), else 0; one tiny launch and a
+ * synchronous copy, so called once at init. */
+int cuda_prefill_attn_wgmma_probe(CudaCtx *c);
 #define DEC_PART_PAD 4 /* floats after a partial's HD outputs: M, L and padding */
 /* The end of a split-KV decode block, for query head `head`, dimension d of the sequence at
  * decode index di (output row tok), after its warps were merged into (M, L, O): with one split

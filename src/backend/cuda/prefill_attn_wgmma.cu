@@ -412,9 +412,33 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
 #endif
 }
 
+/* Writes 1 where the code the driver picked for this device has sm_90a's features (wgmma,
+ * TMA), else leaves 0: a build for plain sm_90 (PAGELLM_CUDA_GENCODE) runs the kernel above as
+ * a trap, so the host must know before it chooses it. */
+__global__ void pfw_arch_probe(int *ok) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *ok = 1;
+#else
+    (void)ok;
+#endif
+}
+
 } /* namespace */
 
 /* ---------------- host ---------------- */
+
+int cuda_prefill_attn_wgmma_probe(CudaCtx *c) {
+    if (c->cc_major != 9) return 0;
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof *d) != cudaSuccess) return 0;
+    if (cudaMemset(d, 0, sizeof *d) == cudaSuccess) {
+        pfw_arch_probe<<<1, 1>>>(d);
+        if (cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess) h = 0;
+    }
+    cudaFree(d);
+    (void)cudaGetLastError(); /* a failed probe means "no", not a sticky error for the next op */
+    return h;
+}
 
 /* The driver's encoder, looked up until found (threads of TP ranks may race here: each then
  * looks it up itself and stores the same pointer). */
@@ -452,6 +476,7 @@ int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kc
     static volatile int told; /* one line on stderr the first time 7 falls back, saying why */
     const char *why = NULL;
     if (c->cc_major != 9) why = "not an sm_90 device";
+    else if (!c->sm90a) why = "this build has no sm_90a code (PAGELLM_CUDA_GENCODE)";
     else if (c->kv_fp8) why = "fp8 KV cache";
     else if (hd != HD || G < 1 || Hq % Hkv != 0 || BM % G != 0) why = "head_dim not 128 or GQA group not dividing 128";
     else if (bs < 8 || bs % 8 != 0 || BN % bs != 0) why = "block size not 8, 16, 32, 64 or 128";
