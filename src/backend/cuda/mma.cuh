@@ -8,7 +8,8 @@
  * for Q.K^T) or transposed (V^T fragments for P.V).
  * mma_f16_16816: the same in f16.
  * pack_bf16: two floats to one bf16x2 register (A fragments built from accumulators).
- * prefill_row: the (token, head) of a prefill attention block's query row. */
+ * prefill_row: the (token, head) of a prefill attention block's query row.
+ * softmax_tile: one key tile's step of the online softmax on a thread's score fragments. */
 #ifndef PAGELLM_BACKEND_CUDA_MMA_CUH
 #define PAGELLM_BACKEND_CUDA_MMA_CUH
 #include <cuda_bf16.h>
@@ -67,6 +68,63 @@ __device__ __forceinline__ bool prefill_row(int r, int tok0, int TPT, int G, int
     *head = kvh * G + r % G;
     return r < TPT * G && tk < qlen;
 }
+
+/* One key tile's step of the online softmax (FlashAttention) on the score fragments a thread
+ * holds in the mma.sync / wgmma accumulator layout: s[j][e] is key k0 + 8 j + 2 t4 + (e & 1) of
+ * the thread's row e >> 1 (of two), NB blocks of 8 keys; the quad (lanes with t4 0-3) holds the
+ * whole row. With mask, keys past the row's position rpos[] become -inf (causal). Then per row:
+ * m = max(m, the tile's max * sl2), alpha = exp2(old m - m), l = l * alpha + sum of the
+ * probabilities p = exp2(s * sl2 - m), each block j's four given to emit(j, p0, p1, p2, p3) as
+ * they are made (SoftmaxKeep stores them back into s). m and l are in log2 units of
+ * (score * sl2); m is finite from the first tile on because every row sees key 0 there. The
+ * caller rescales its O by alpha. Shared by prefill attention v2 and the wgmma kernel. */
+template <int NB, typename Emit>
+__device__ __forceinline__ void softmax_tile(float (&s)[NB][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             int k0, bool mask, const int (&rpos)[2], int t4, float sl2,
+                                             Emit emit) {
+    if (mask) {
+#pragma unroll
+        for (int j = 0; j < NB; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (k0 + 8 * j + 2 * t4 + (e & 1) > rpos[e >> 1]) s[j][e] = -INFINITY;
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < NB; j++) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
+    }
+    float nm[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+        const float mn = fmaxf(m[rr], mx[rr] * sl2);
+        alpha[rr] = exp2f(m[rr] - mn);
+        m[rr] = mn;
+        nm[rr] = -mn;
+        l[rr] *= alpha[rr];
+    }
+#pragma unroll
+    for (int j = 0; j < NB; j++) {
+        const float p0 = exp2f(fmaf(s[j][0], sl2, nm[0])), p1 = exp2f(fmaf(s[j][1], sl2, nm[0]));
+        const float p2 = exp2f(fmaf(s[j][2], sl2, nm[1])), p3 = exp2f(fmaf(s[j][3], sl2, nm[1]));
+        l[0] += p0 + p1;
+        l[1] += p2 + p3;
+        emit(j, p0, p1, p2, p3);
+    }
+}
+
+/* softmax_tile's emit that leaves the probabilities in s (for a caller that converts them
+ * later); prefill attention v2 passes one that packs them into its P fragments instead, which
+ * keeps its measured code as it was before the helper was shared. */
+template <int NB> struct SoftmaxKeep {
+    float (&s)[NB][4];
+    __device__ __forceinline__ void operator()(int j, float p0, float p1, float p2, float p3) const {
+        s[j][0] = p0; s[j][1] = p1; s[j][2] = p2; s[j][3] = p3;
+    }
+};
 
 /* cp.async (sm_80+): 16 bytes global -> shared without passing through registers; groups are
  * committed and waited for by count, so a ring of stages keeps loads in flight while earlier

@@ -164,42 +164,13 @@ __device__ __forceinline__ void pf2_update(float (&o)[MT][HD / 8][4], float (&m)
     uint32_t pa[MT][SUB / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        if (mask) {
-#pragma unroll
-            for (int nt = 0; nt < NTL; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    if (k0 + nt * 8 + 2 * t4 + (e & 1) > row_pos[mt][e >> 1]) sc[mt][nt][e] = -INFINITY;
-        }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < NTL; nt++) {
-            mx[0] = fmaxf(mx[0], fmaxf(sc[mt][nt][0], sc[mt][nt][1]));
-            mx[1] = fmaxf(mx[1], fmaxf(sc[mt][nt][2], sc[mt][nt][3]));
-        }
-        float alpha[2], nm[2];
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++) {
-            mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
-            mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-            /* finite: every row sees key 0 in the first keys a warp computes */
-            float mn = fmaxf(m[mt][rr], mx[rr] * scale_log2);
-            alpha[rr] = exp2f(m[mt][rr] - mn);
-            m[mt][rr] = mn;
-            nm[rr] = -mn;
-            l[mt][rr] *= alpha[rr];
-        }
-#pragma unroll
-        for (int nt = 0; nt < NTL; nt++) {
-            float p0 = exp2f(fmaf(sc[mt][nt][0], scale_log2, nm[0]));
-            float p1 = exp2f(fmaf(sc[mt][nt][1], scale_log2, nm[0]));
-            float p2 = exp2f(fmaf(sc[mt][nt][2], scale_log2, nm[1]));
-            float p3 = exp2f(fmaf(sc[mt][nt][3], scale_log2, nm[1]));
-            l[mt][0] += p0 + p1;
-            l[mt][1] += p2 + p3;
-            pa[mt][nt >> 1][(nt & 1) * 2 + 0] = pack_bf16(p0, p1);
-            pa[mt][nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);
-        }
+        float alpha[2];
+        uint32_t (&pm)[SUB / 16][4] = pa[mt];
+        softmax_tile<NTL>(sc[mt], m[mt], l[mt], alpha, k0, mask, row_pos[mt], t4, scale_log2,
+                          [&](int nt, float p0, float p1, float p2, float p3) {
+                              pm[nt >> 1][(nt & 1) * 2 + 0] = pack_bf16(p0, p1);
+                              pm[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);
+                          });
 #pragma unroll
         for (int i = 0; i < HD / 8; i++) {
             o[mt][i][0] *= alpha[0]; o[mt][i][1] *= alpha[0];

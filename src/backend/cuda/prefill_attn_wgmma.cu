@@ -152,48 +152,9 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[64], uint32_t a0, uint32_t a
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(1));
 }
 
-/* The online-softmax step of one tile for this thread's two rows (g and g + 8 of its warp's 16):
- * mask keys past each row's position (only when the tile straddles the warp's diagonal),
- * update the running max m (scaled base-2 units) and sum l (this thread's partial), overwrite s
- * with the unnormalised probabilities and return the factors the earlier O rows must take.
- * D layout: s[4 j + e] is row g + 8 (e >> 1), key k0 + 8 j + 2 t4 + (e & 1). */
-__device__ __forceinline__ void pfw_softmax(float (&s)[64], float (&m)[2], float (&l)[2], float (&alpha)[2],
-                                            int k0, bool mask, const int (&rpos)[2], int t4, float sl2) {
-    if (mask) {
-#pragma unroll
-        for (int j = 0; j < 16; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                if (k0 + 8 * j + 2 * t4 + (e & 1) > rpos[e >> 1]) s[4 * j + e] = -INFINITY;
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
-        mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
-    }
-    float nm[2];
-#pragma unroll
-    for (int rr = 0; rr < 2; rr++) {
-        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
-        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-        /* finite from the first tile on: every row sees key 0 there */
-        const float mn = fmaxf(m[rr], mx[rr] * sl2);
-        alpha[rr] = exp2f(m[rr] - mn);
-        m[rr] = mn;
-        nm[rr] = -mn;
-        l[rr] *= alpha[rr];
-    }
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        s[4 * j] = exp2f(fmaf(s[4 * j], sl2, nm[0]));
-        s[4 * j + 1] = exp2f(fmaf(s[4 * j + 1], sl2, nm[0]));
-        s[4 * j + 2] = exp2f(fmaf(s[4 * j + 2], sl2, nm[1]));
-        s[4 * j + 3] = exp2f(fmaf(s[4 * j + 3], sl2, nm[1]));
-        l[0] += s[4 * j] + s[4 * j + 1];
-        l[1] += s[4 * j + 2] + s[4 * j + 3];
-    }
-}
+/* The accumulator of an m64n128 product as softmax_tile's (mma.cuh) 16 blocks of 8 keys: the D
+ * layout puts row g + 8 (e >> 1), key 8 j + 2 t4 + (e & 1) of the warp's 16 rows in a[4 j + e]. */
+__device__ __forceinline__ float (&pfw_blocks(float (&a)[64]))[16][4] { return *reinterpret_cast<float(*)[16][4]>(&a); }
 
 /* P (bf16 A fragments, 16 keys a k step) from the probabilities in the S accumulator layout:
  * keys 16 kk.. are column blocks 2 kk and 2 kk + 1, i.e. s[8 kk .. 8 kk + 7] in A-register order. */
@@ -348,7 +309,8 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
     turn_pass(false);
     wgmma_wait<0>();
     fence_f(sacc);
-    pfw_softmax(sacc, m, l, alpha, 0, BN - 1 > wmin, rpos, t4, sl2);
+    softmax_tile<16>(pfw_blocks(sacc), m, l, alpha, 0, BN - 1 > wmin, rpos, t4, sl2,
+                     SoftmaxKeep<16>{pfw_blocks(sacc)});
     pfw_to_p(p, sacc);
     for (int j = 1; j < ntiles; j++) {
         const int st = j % STAGES, pst = (j - 1) % STAGES;
@@ -370,7 +332,8 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_attn_wgmma_kernel(
         wgmma_wait<1>(); /* S_j landed; P_{j-1} V_{j-1} may still run */
         fence_f(sacc);
         const int k0 = j * BN;
-        pfw_softmax(sacc, m, l, alpha, k0, k0 + BN - 1 > wmin, rpos, t4, sl2);
+        softmax_tile<16>(pfw_blocks(sacc), m, l, alpha, k0, k0 + BN - 1 > wmin, rpos, t4, sl2,
+                         SoftmaxKeep<16>{pfw_blocks(sacc)});
         wgmma_wait<0>();
         fence_f(o);
         fence_u(p);
