@@ -210,6 +210,11 @@ long backend_cuda_pair_launches(const Backend *b);
 /* Fused QKV matmuls of decode graphs (PAGELLM_CUDA_FUSE_QKV, graph.cu), counted the same way;
  * for tests. */
 long backend_cuda_qkv_launches(const Backend *b);
+/* Prefill attention launches of the wgmma kernel (PAGELLM_CUDA_PREFILL_ATTN 7 / 8 where it
+ * applies); for tests. */
+long backend_cuda_wgmma_prefill_launches(const Backend *b);
+/* The device's compute capability major (9: Hopper); for tests. */
+int backend_cuda_cc_major(const Backend *b);
 /* Graph sizes whose step flags the step tuner timed (PAGELLM_CUDA_STEP_TUNE); for tests. */
 long backend_cuda_step_tunes(const Backend *b);
 /* GEMM plans whose cuBLASLt candidates / small-batch paths were timed (returned), and those that

@@ -559,6 +559,20 @@ static void attention_suite(void) {
      * different lengths in one grid */
     int pre6[] = {0, 333, 5}, ch6[] = {1100, 1000, 1};
     test_attention("long prefills", 3, pre6, ch6, 8, 2, 128, 16);
+    /* the wgmma variants ran their own kernel (not the fallback) wherever they apply: on an
+     * sm_90 device the bf16 head_dim-128 cases above are theirs */
+    for (size_t i = 0; i < sizeof PFV / sizeof PFV[0]; i++) {
+        if (!PFV[i].b || PFV[i].fp8 || (strcmp(PFV[i].val, "7") != 0 && strcmp(PFV[i].val, "8") != 0)) continue;
+        const long n = backend_cuda_wgmma_prefill_launches(PFV[i].b);
+        const int want = backend_cuda_cc_major(PFV[i].b) == 9;
+        checks++;
+        if (want ? n <= 0 : n != 0) {
+            printf("FAIL attention %s: %ld wgmma prefill launches (want %s)\n", PFV[i].name, n, want ? "> 0" : "0");
+            gpu_failures++;
+        } else {
+            printf("%-14s %-34s %ld wgmma prefill launches ok\n", "attention", PFV[i].name, n);
+        }
+    }
 }
 
 

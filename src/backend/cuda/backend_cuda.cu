@@ -544,6 +544,14 @@ extern "C" long backend_cuda_qkv_launches(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->qkv_launches : 0;
 }
 
+extern "C" long backend_cuda_wgmma_prefill_launches(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->wgmma_prefill_launches : 0;
+}
+
+extern "C" int backend_cuda_cc_major(const Backend *b) {
+    return b && b->ctx ? ((const CudaCtx *)b->ctx)->cc_major : 0;
+}
+
 extern "C" long backend_cuda_step_tunes(const Backend *b) {
     return b && b->ctx ? ((const CudaCtx *)b->ctx)->step_tunes : 0;
 }

@@ -294,6 +294,7 @@ typedef struct CudaCtx {
     bf16 *qkv_buf;         /* [rows, Nq + 2 Nkv] of the fused QKV matmul */
     size_t qkv_cap;        /* elements */
     long qkv_launches;     /* fused QKV matmuls run_log issued (tests check > 0) */
+    long wgmma_prefill_launches; /* prefill_attn_wgmma launches (tests check > 0 on sm_90) */
     float *logits_f32;     /* [R, V] */
     size_t logits_cap;     /* floats */
     int logits_R, logits_V;/* shape of the last logits call (what `sample` reads) */

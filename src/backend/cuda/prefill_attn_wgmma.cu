@@ -469,5 +469,6 @@ int cuda_prefill_attn_wgmma(CudaCtx *c, bf16 *out, const bf16 *q, const void *kc
     cuda_launch(c, kern, grid, dim3(THREADS), SMEM_BYTES, tq, tk, tv, out, c->dev.prefill_seqs, c->dev.query_start,
                 c->dev.seq_lens, c->dev.positions, c->dev.block_tables, c->max_blocks_per_seq, bs, Hq, Hkv, sl2);
     CUDA_LAUNCH_CHECK(c);
+    c->wgmma_prefill_launches++;
     return 1;
 }
